@@ -1,0 +1,190 @@
+"""The ``robench`` command line: parse, seed, call one public function per command.
+
+Exit codes: 0 success, 2 user error (one line on stderr), 1 a bug (traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from robench.errors import UserError
+
+log = logging.getLogger("robench")
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _int_list(value: str) -> list[int]:
+    try:
+        return [int(v) for v in _csv(value)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {value!r}") from None
+
+
+def _emit(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _common(p: argparse.ArgumentParser, dataset_required: bool = True) -> None:
+    if dataset_required:
+        p.add_argument("--dataset", required=True, help="dataset name (see `robench data list`)")
+    p.add_argument("--zoo-dir", type=Path, default=Path("zoo"), help="zoo folder (default ./zoo)")
+    p.add_argument("--data-root", type=Path, default=Path("data"), help="dataset folder (default ./data)")
+
+
+# --- commands -------------------------------------------------------------------------
+
+def cmd_train_zoo(args: argparse.Namespace) -> None:
+    from robench.train.members import train_zoo
+    from robench.zoo_table import format_zoo_table
+
+    cards = train_zoo(args.dataset, args.preset, args.members, args.seeds, args.zoo_dir,
+                      args.device, args.data_root, args.download, args.force)
+    _emit(format_zoo_table(cards))
+
+
+def cmd_zoo_list(args: argparse.Namespace) -> None:
+    from robench.zoo import list_members
+    from robench.zoo_table import format_zoo_table
+
+    cards = list_members(args.zoo_dir, args.dataset)
+    _emit(format_zoo_table(cards) if cards else f"no trained members under {args.zoo_dir}")
+
+
+def cmd_data(args: argparse.Namespace) -> None:
+    from robench.data import data_status
+
+    rows = data_status(args.data_root)
+    for row in rows:
+        state = "present" if row["present"] else "missing: " + ", ".join(map(str, row["missing"]))
+        _emit(f"{row['name']:<14} {state}")
+    if args.action == "check":
+        missing = [r["name"] for r in rows if not r["present"]]
+        if missing:
+            raise UserError(f"datasets missing under {args.data_root}: {', '.join(missing)}")
+
+
+def cmd_attack(args: argparse.Namespace) -> None:
+    from robench.evaluate.attack_runner import AttackPlan, parse_eps, run_attacks
+    from robench.evaluate.tables import format_accuracy_table
+    from robench.evaluate.validity import summarize_flags
+
+    plan = AttackPlan(
+        mode="whitebox" if args.whitebox else "blackbox",
+        attacks=args.attacks,
+        eps=parse_eps(args.eps) if args.eps else None,
+        attacker=args.attacker,
+        defenders=args.defenders,
+        attack_loss=args.attack_loss,
+        backend=args.backend,
+        steps=args.steps,
+        step_size=args.step_size,
+        num_samples=args.num_samples,
+        chunk_size=args.batch_size,
+        force=args.force,
+    )
+    rows, flags = run_attacks(args.dataset, plan, args.zoo_dir, args.results_dir, args.device, args.data_root)
+    _emit(format_accuracy_table(rows) if rows else "every cell was already computed (use --force to redo)")
+    _emit("\nvalidity flags:\n" + summarize_flags(flags))
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return number
+
+
+def _nonneg_int(value: str) -> int:
+    return 0 if value == "0" else _positive_int(value)
+
+
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
+    return number
+
+
+# --- parser ---------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="robench", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train models").add_subparsers(dest="what", required=True)
+    tz = train.add_parser("zoo", help="train a dataset's zoo (skips trained members, resumes killed ones)")
+    _common(tz)
+    tz.add_argument("--preset", default="quick", help="paper | quick (default quick)")
+    tz.add_argument("--members", type=_csv, help="comma-separated member or loss names")
+    tz.add_argument("--seeds", type=_int_list, help="comma-separated seeds")
+    tz.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    tz.add_argument("--download", action="store_true", help="download the dataset if missing")
+    tz.add_argument("--force", action="store_true", help="retrain members that exist")
+    tz.set_defaults(func=cmd_train_zoo)
+
+    zoo = sub.add_parser("zoo", help="inspect the zoo").add_subparsers(dest="what", required=True)
+    zl = zoo.add_parser("list", help="members, clean accuracy, hash")
+    _common(zl, dataset_required=False)
+    zl.add_argument("--dataset", help="only this dataset")
+    zl.set_defaults(func=cmd_zoo_list)
+
+    at = sub.add_parser("attack", help="FGSM / IFGSM ε sweeps: white-box runs or attacker × defender matrices")
+    mode = at.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--whitebox", action="store_true", help="each member attacks itself")
+    mode.add_argument("--blackbox", action="store_true", help="transfer attacks from --attacker")
+    _common(at)
+    at.add_argument("--attacks", type=_csv, default=["fgsm", "ifgsm"], help="comma-separated: fgsm,ifgsm")
+    at.add_argument("--eps", help="comma-separated ε in [0, 1] (fractions like 8/255 allowed); default: the dataset's grid")
+    at.add_argument("--attacker", help="black-box attacker member, or 'all' for the full matrix (default: the ce member of the other seed)")
+    at.add_argument("--defenders", type=_csv, help="comma-separated members (default: the whole zoo)")
+    at.add_argument("--attack-loss", default="ce", help="ce | cw | model (default ce, the paper's)")
+    at.add_argument("--backend", default="native", help="native | torchattacks | art")
+    at.add_argument("--steps", type=_nonneg_int, help="IFGSM steps (default: Kurakin's rule)")
+    at.add_argument("--step-size", type=_positive_float, help="IFGSM step size (default 1/255)")
+    at.add_argument("--num-samples", type=_nonneg_int, default=0, help="first N test samples (default: all)")
+    at.add_argument("--batch-size", type=_positive_int, default=1024, help="test samples per chunk")
+    at.add_argument("--results-dir", type=Path, help="default reports/<dataset>/results")
+    at.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    at.add_argument("--force", action="store_true", help="recompute cells already stored")
+    at.set_defaults(func=cmd_attack)
+
+    data = sub.add_parser("data", help="which datasets are present")
+    data.add_argument("action", choices=("list", "check"))
+    data.add_argument("--data-root", type=Path, default=Path("data"))
+    data.set_defaults(func=cmd_data)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``robench`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(message)s")
+    func: Callable[[argparse.Namespace], None] = args.func
+    try:
+        func(args)
+    except UserError as exc:
+        sys.stderr.write(f"robench: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("robench: interrupted; re-run the same command to resume\n")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Evaluation: result storage, white-box and black-box attack runners, experiments."""

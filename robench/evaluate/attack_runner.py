@@ -1,0 +1,246 @@
+"""White-box runs and attacker × defender (black-box, transfer) matrices over ε sweeps.
+
+Each (attacker, attack, ε) adversarial batch is crafted once and every defender is
+evaluated on it; the FGSM sweep reuses one gradient sign for every ε and the IFGSM
+sweep stacks the ε values into one batch (:meth:`GradientSignAttack.sweep`). The test
+set is processed in chunks, so memory stays bounded, and correct counts stay on the
+device until a cell is finished.
+
+Rows (long format) go to ``<results_dir>/attacks.csv``, keyed by the member hashes and
+the attack parameters: a re-run skips finished cells, ``force`` recomputes them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from robench.attacks import create_attack
+from robench.attacks.backends import backend_names, craft
+from robench.attacks.base import check_eps
+from robench.errors import UserError
+from robench.evaluate.members import LoadedMember, default_attacker, load_members
+from robench.evaluate.results import ResultStore
+from robench.evaluate.validity import SANITY, compute_flags, write_flags
+from robench.losses import create_loss
+from robench.zoo import loss_spec_of, versions
+
+log = logging.getLogger(__name__)
+
+ATTACK_RESULTS = "attacks.csv"
+FLAG_RESULTS = "flags.csv"
+SANITY_SAMPLES = 512
+KEY_COLUMNS = ("attacker", "attacker_sha256", "defender", "defender_sha256", "attack", "attack_loss",
+               "backend", "eps", "steps", "step_size", "n")
+EPS_GRIDS = {
+    "digits": tuple(round(0.05 * i, 2) for i in range(7)),
+    "mnist": tuple(round(0.05 * i, 2) for i in range(7)),
+    "fashion-mnist": tuple(round(0.05 * i, 2) for i in range(7)),
+    "cifar10": tuple(2 * i / 255 for i in range(9)),
+    "imagenet32": tuple(2 * i / 255 for i in range(9)),
+}
+MODES = ("whitebox", "blackbox")
+
+
+@dataclass
+class AttackPlan:
+    """What one ``robench attack`` invocation computes."""
+
+    mode: str
+    attacks: Sequence[str] = ("fgsm", "ifgsm")
+    eps: Sequence[float] | None = None
+    attacker: str | None = None  # None: the default; "all": the full matrix
+    defenders: Sequence[str] | None = None
+    attack_loss: str = "ce"
+    backend: str = "native"
+    steps: int | None = None
+    step_size: float | None = None
+    num_samples: int = 0  # 0: the whole test set
+    chunk_size: int = 1024
+    force: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_eps(text: str) -> list[float]:
+    """``"0,0.05,8/255"`` → floats; each must be a number in [0, 1]."""
+    values = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        try:
+            num, _, den = part.partition("/")
+            value = float(num) / float(den) if den else float(num)
+        except (ValueError, ZeroDivisionError):
+            raise UserError(f"epsilon {part!r} is not a number; give values in [0, 1] like 0,0.1 or 8/255") from None
+        values.append(check_eps(value))
+    if not values:
+        raise UserError("no epsilon given; give values in [0, 1] like 0,0.1,0.2")
+    return sorted(set(values))
+
+
+def _pairs(plan: AttackPlan, members: list[LoadedMember]) -> list[tuple[LoadedMember, list[LoadedMember]]]:
+    """(attacker, defenders) pairs of the plan."""
+    by_name = {m.name: m for m in members}
+    unknown = [n for n in plan.defenders or () if n not in by_name]
+    if unknown:
+        raise UserError(f"unknown defender {unknown[0]!r}; valid: {', '.join(by_name)}")
+    defenders = [by_name[n] for n in plan.defenders] if plan.defenders else members
+    if plan.mode == "whitebox":
+        return [(m, [m]) for m in defenders]
+    if plan.attacker == "all":
+        return [(a, defenders) for a in members]
+    if plan.attacker:
+        if plan.attacker not in by_name:
+            raise UserError(f"unknown attacker {plan.attacker!r}; valid: all, {', '.join(by_name)}")
+        attacker = by_name[plan.attacker]
+    else:
+        attacker = default_attacker(members)
+    return [(attacker, [d for d in defenders if d is not attacker] or defenders)]
+
+
+def _row(plan, dataset, attacker, defender, attack, eps, n, correct, clean) -> dict[str, Any]:
+    steps, step_size = attack.schedule(eps)
+    d_loss = defender.card["loss"]
+    return {
+        "experiment": "whitebox" if attacker is defender else "blackbox",
+        "dataset": dataset.name,
+        "attacker": attacker.name,
+        "defender": defender.name,
+        "attack": attack.name,
+        "attack_loss": plan.attack_loss,
+        "backend": plan.backend,
+        "eps": eps,
+        "steps": steps,
+        "step_size": step_size,
+        "n": n,
+        "correct": correct,
+        "accuracy": correct / n,
+        "clean_correct": clean,
+        "clean_accuracy": clean / n,
+        "repeat": 0,
+        "num_classes": dataset.num_classes,
+        "defender_loss": d_loss["name"],
+        "defender_bound": d_loss["bound"],
+        "defender_delta": d_loss["delta"],
+        "defender_head": defender.card["head"],
+        "attacker_loss": attacker.card["loss"]["name"],
+        "attacker_seed": attacker.card["seed"],
+        "defender_seed": defender.card["seed"],
+        "attacker_sha256": attacker.sha256,
+        "defender_sha256": defender.sha256,
+        "split_hash": dataset.split_hash,
+        "robench_version": versions()["robench"],
+        "torch_version": versions()["torch"],
+        **plan.extra,
+    }
+
+
+def _craft_sweep(plan, attack, attacker, x, y, eps_values) -> list[torch.Tensor]:
+    """One adversarial batch per ε, from the native sweep or a peer backend."""
+    if plan.backend == "native":
+        return attack.sweep(attacker.model, x, y, eps_values)
+    return [craft(plan.backend, attack.name, attacker.model, x, y, e, plan.steps, plan.step_size,
+                  plan.attack_loss) for e in eps_values]
+
+
+@torch.no_grad()
+def _count_correct(model, x, y) -> torch.Tensor:
+    return (model(x).argmax(dim=1) == y).sum()
+
+
+def _attack_cell_block(plan, dataset, attacker, defenders, attack, eps_values, x_all, y_all, bar):
+    """Accuracy of every defender under one attacker's attack at every ε: result rows."""
+    n = len(y_all)
+    correct = torch.zeros(len(eps_values), len(defenders), dtype=torch.long, device=y_all.device)
+    clean = torch.zeros(len(defenders), dtype=torch.long, device=y_all.device)
+    for start in range(0, n, plan.chunk_size):
+        x = dataset.to_float(x_all[start : start + plan.chunk_size])  # (b, C, H, W) in [0, 1]
+        y = y_all[start : start + plan.chunk_size]  # (b,)
+        adversarials = _craft_sweep(plan, attack, attacker, x, y, eps_values)
+        for j, defender in enumerate(defenders):
+            clean[j] += _count_correct(defender.model, x, y)
+            for i, x_adv in enumerate(adversarials):
+                correct[i, j] += _count_correct(defender.model, x_adv, y)
+        bar.update(1)
+    correct, clean = correct.tolist(), clean.tolist()
+    return [
+        _row(plan, dataset, attacker, d, attack, e, n, correct[i][j], clean[j])
+        for i, e in enumerate(eps_values)
+        for j, d in enumerate(defenders)
+    ]
+
+
+def _model_loss(plan: AttackPlan, attacker: LoadedMember):
+    return create_loss(loss_spec_of(attacker.card)) if plan.attack_loss == "model" else None
+
+
+def run_attack_plan(plan: AttackPlan, dataset, members: list[LoadedMember], store: ResultStore) -> list[dict]:
+    """Compute every missing cell of ``plan`` and append its rows to ``store``."""
+    if plan.backend not in backend_names():
+        raise UserError(f"unknown attack backend {plan.backend!r}; valid: {', '.join(backend_names())}")
+    eps_values = sorted({check_eps(e) for e in (plan.eps or EPS_GRIDS[dataset.name])})
+    x_all, y_all = dataset.test.x, dataset.test.y
+    if plan.num_samples:
+        x_all, y_all = x_all[: plan.num_samples], y_all[: plan.num_samples]
+    n = len(y_all)
+    pairs = _pairs(plan, members)
+    attacks = {name: create_attack(name, plan.attack_loss, plan.steps, plan.step_size,
+                                   batch_size=max(plan.chunk_size, 1)) for name in plan.attacks}
+    done = set() if plan.force else store.done_keys()
+    todo = []
+    for attacker, defenders in pairs:
+        for name, attack in attacks.items():
+            probe = [_row(plan, dataset, attacker, d, attack, e, n, 0, 0) for e in eps_values for d in defenders]
+            if any(store.key_of(r) not in done for r in probe):
+                todo.append((attacker, defenders, name))
+    chunks = -(-n // plan.chunk_size)
+    rows: list[dict] = []
+    with tqdm(total=len(todo) * chunks, desc=f"{plan.mode} {dataset.name}", unit="batch", disable=None) as bar:
+        for attacker, defenders, name in todo:
+            attack = create_attack(name, plan.attack_loss, plan.steps, plan.step_size,
+                                   _model_loss(plan, attacker), max(plan.chunk_size, 1))
+            bar.set_postfix(attacker=attacker.name, attack=name)
+            block = _attack_cell_block(plan, dataset, attacker, defenders, attack, eps_values, x_all, y_all, bar)
+            store.append(block, replace=True)
+            rows.extend(block)
+    return rows
+
+
+def run_attacks(
+    dataset_name: str,
+    plan: AttackPlan,
+    zoo_dir: Path = Path("zoo"),
+    results_dir: Path | None = None,
+    device: str = "auto",
+    data_root: Path = Path("data"),
+) -> tuple[list[dict], list[dict]]:
+    """Load data and members, run ``plan`` (plus the ε = 1 sanity cells of a native
+    white-box run), recompute the validity flags of every stored row and write them to
+    ``flags.csv``; returns the new rows and all flags."""
+    from robench.data import DATASETS, load_dataset
+    from robench.device import resolve_device
+
+    DATASETS.get(dataset_name)
+    if plan.mode not in MODES:
+        raise UserError(f"unknown mode {plan.mode!r}; valid: {', '.join(MODES)}")
+    target = resolve_device(device)
+    members = load_members(zoo_dir, dataset_name, None, target)
+    dataset = load_dataset(dataset_name, data_root).to(target)
+    results_dir = Path(results_dir) if results_dir else Path("reports") / dataset_name / "results"
+    store = ResultStore(results_dir / ATTACK_RESULTS, KEY_COLUMNS)
+    rows = run_attack_plan(plan, dataset, members, store)
+    if plan.mode == "whitebox" and plan.backend == "native":
+        rows += run_attack_plan(sanity_plan(plan, len(dataset.test)), dataset, members, store)
+    flags = compute_flags(store.rows())
+    write_flags(results_dir / FLAG_RESULTS, flags)
+    return rows, flags
+
+
+def sanity_plan(plan: AttackPlan, num_test: int) -> AttackPlan:
+    """White-box IFGSM at ε = 1 on up to 512 test samples: the ``large_eps_to_chance`` check."""
+    return AttackPlan("whitebox", ("ifgsm",), (1.0,), defenders=plan.defenders,
+                      attack_loss=plan.attack_loss, num_samples=min(SANITY_SAMPLES, num_test),
+                      chunk_size=plan.chunk_size, force=plan.force, extra={"experiment": SANITY})

@@ -1,0 +1,140 @@
+"""Validity flags of attack results (DESIGN.md, "Correctness and safety").
+
+Each flag is a check that a sound evaluation passes; a failure points at a weak attack,
+gradient masking or a bug. docs/flags.md explains each one and what to do about it.
+
+- ``monotone_in_eps``: accuracy does not increase with ε (same attacker, defender, attack).
+- ``eps0_is_clean``: accuracy at ε = 0 equals clean accuracy.
+- ``ifgsm_not_above_fgsm``: white-box IFGSM accuracy ≤ white-box FGSM accuracy.
+- ``whitebox_not_above_transfer``: a defender's white-box accuracy ≤ its accuracy
+  under every transfer attack at the same ε.
+- ``large_eps_to_chance``: white-box IFGSM at ε = 1 (covers the pixel range) drives
+  accuracy to chance (1/K) or below, within three binomial standard errors.
+"""
+
+from __future__ import annotations
+
+import io
+import csv
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable
+
+from robench.io import atomic_write_text
+
+FLAGS = ("monotone_in_eps", "eps0_is_clean", "ifgsm_not_above_fgsm",
+         "whitebox_not_above_transfer", "large_eps_to_chance")
+FLAG_COLUMNS = ("flag", "passed", "scope", "detail")
+SANITY = "sanity"
+
+
+def _typed(row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    for key in ("eps", "accuracy", "clean_accuracy"):
+        out[key] = float(row[key])
+    for key in ("correct", "clean_correct", "n", "num_classes"):
+        out[key] = int(float(row[key]))
+    return out
+
+
+def _flag(name: str, passed: bool, scope: str, detail: str) -> dict[str, Any]:
+    return {"flag": name, "passed": passed, "scope": scope, "detail": detail}
+
+
+def _monotone(rows) -> list[dict]:
+    groups = defaultdict(list)
+    for r in rows:
+        groups[(r["attacker"], r["defender"], r["attack"], r["attack_loss"], r["backend"], r["n"])].append(r)
+    flags = []
+    for (att, dfd, attack, loss, backend, _), group in sorted(groups.items()):
+        group.sort(key=lambda r: r["eps"])
+        rises = [(a, b) for a, b in zip(group, group[1:]) if b["correct"] > a["correct"]]
+        detail = "; ".join(f"eps {a['eps']:.4g}: {a['accuracy']:.4f} -> eps {b['eps']:.4g}: {b['accuracy']:.4f}"
+                           for a, b in rises) or f"{len(group)} eps values"
+        flags.append(_flag("monotone_in_eps", not rises, f"{attack}/{loss}/{backend} {att} -> {dfd}", detail))
+    return flags
+
+
+def _eps0(rows) -> list[dict]:
+    return [
+        _flag("eps0_is_clean", r["correct"] == r["clean_correct"],
+              f"{r['attack']}/{r['attack_loss']}/{r['backend']} {r['attacker']} -> {r['defender']}",
+              f"eps 0 accuracy {r['accuracy']:.4f}, clean {r['clean_accuracy']:.4f}")
+        for r in rows if r["eps"] == 0
+    ]
+
+
+def _ifgsm_vs_fgsm(whitebox) -> list[dict]:
+    index = {(r["defender"], r["attack"], r["attack_loss"], r["backend"], r["eps"], r["n"]): r for r in whitebox}
+    flags = []
+    for (dfd, attack, loss, backend, eps, n), it in sorted(index.items()):
+        fg = index.get((dfd, "fgsm", loss, backend, eps, n))
+        if attack != "ifgsm" or fg is None or eps == 0:
+            continue
+        flags.append(_flag("ifgsm_not_above_fgsm", it["correct"] <= fg["correct"],
+                           f"{loss}/{backend} {dfd} eps {eps:.4g}",
+                           f"ifgsm {it['accuracy']:.4f}, fgsm {fg['accuracy']:.4f}"))
+    return flags
+
+
+def _whitebox_vs_transfer(whitebox, transfer) -> list[dict]:
+    index = {(r["defender"], r["attack"], r["attack_loss"], r["backend"], r["eps"], r["n"]): r for r in whitebox}
+    flags = []
+    for t in transfer:
+        wb = index.get((t["defender"], t["attack"], t["attack_loss"], t["backend"], t["eps"], t["n"]))
+        if wb is None or t["eps"] == 0:
+            continue
+        flags.append(_flag("whitebox_not_above_transfer", wb["correct"] <= t["correct"],
+                           f"{t['attack']}/{t['attack_loss']}/{t['backend']} {t['attacker']} -> {t['defender']} eps {t['eps']:.4g}",
+                           f"white-box {wb['accuracy']:.4f}, transfer {t['accuracy']:.4f}"))
+    return flags
+
+
+def chance_bound(num_classes: int, n: int) -> float:
+    """Chance accuracy 1/K plus three binomial standard errors on ``n`` samples."""
+    p = 1.0 / num_classes
+    return p + 3.0 * math.sqrt(p * (1 - p) / n)
+
+
+def _chance(sanity) -> list[dict]:
+    return [
+        _flag("large_eps_to_chance", r["accuracy"] <= chance_bound(r["num_classes"], r["n"]),
+              f"{r['attack']}/{r['attack_loss']}/{r['backend']} {r['defender']} eps {r['eps']:.4g}",
+              f"accuracy {r['accuracy']:.4f}, chance bound {chance_bound(r['num_classes'], r['n']):.4f}")
+        for r in sanity
+    ]
+
+
+def compute_flags(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every validity flag of a result set, failures first."""
+    typed = [_typed(r) for r in rows]
+    sweep = [r for r in typed if r["experiment"] != SANITY]
+    whitebox = [r for r in sweep if r["attacker"] == r["defender"]]
+    transfer = [r for r in sweep if r["attacker"] != r["defender"]]
+    flags = (_monotone(sweep) + _eps0(sweep) + _ifgsm_vs_fgsm(whitebox)
+             + _whitebox_vs_transfer(whitebox, transfer)
+             + _chance([r for r in typed if r["experiment"] == SANITY]))
+    return sorted(flags, key=lambda f: (f["passed"], FLAGS.index(f["flag"])))
+
+
+def write_flags(path: Path, flags: list[dict[str, Any]]) -> None:
+    """Store the flags next to the results they judge (atomically)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=FLAG_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(flags)
+    atomic_write_text(Path(path), buffer.getvalue())
+
+
+def summarize_flags(flags: list[dict[str, Any]]) -> str:
+    """One line per flag kind (passed / checked), then each failure."""
+    lines = []
+    for name in FLAGS:
+        mine = [f for f in flags if f["flag"] == name]
+        if mine:
+            passed = sum(f["passed"] for f in mine)
+            lines.append(f"{name:<28} {passed}/{len(mine)} passed")
+    failures = [f for f in flags if not f["passed"]]
+    lines += [f"FAILED {f['flag']}: {f['scope']}: {f['detail']}" for f in failures]
+    return "\n".join(lines) if lines else "no validity flags: no attack results yet"

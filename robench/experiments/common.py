@@ -1,0 +1,294 @@
+"""What the generalization and noisy-label experiments share: their plans, members,
+training specs, and the resumable loop over cells (PROTOCOL.md, "Experiments").
+
+A *cell* is one (setting, repeat, member): a model trained on one subset or noisy set
+with one loss. Its model is stored like a zoo member in
+``<zoo_dir>/<dataset>/experiments/<member>-<suffix>`` (``ce-s0-gen0.0625-r2``,
+``1toN-sym-d4-s0-noise0.4-r1``) and its result is one long-format row of
+``<results_dir>/<experiment>.csv``, keyed by (experiment, setting, repeat, member). A
+re-run skips the rows already there (``force`` recomputes them); a killed run resumes
+the cell it was in from the member's per-epoch checkpoint.
+
+Choices (ours where the paper is silent):
+
+- Members: one per distinct loss configuration of ``zoo/<dataset>.toml`` (loss, δ,
+  bound, head); members differing only by seed are represented by the lowest seed.
+- Training seed of repeat ``r``: ``member.seed * 1000 + r``. Repeats differ in their
+  initialisation and batch order as well as in their data, and for a given repeat every
+  loss starts from the same seed.
+- Train spec: the dataset preset's TrainSpec with ``augment=False`` (PROTOCOL) and
+  ``train_samples=0`` (the subset or noisy set *is* the training data), its epochs
+  multiplied by the plan's ``epoch_scale`` (1 in the paper plans), plus the plan's
+  ``min_steps`` (generalization) or ``stop_train_accuracy`` (noise).
+- The validation split plays no part in these experiments (paper §IV-C/D train on the
+  subset or noisy set and evaluate on the test set), so experiment members are trained
+  with an empty validation split and their card's ``val_accuracy`` is NaN.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from robench.config import TrainSpec
+from robench.data.base import Dataset, Split
+from robench.data.subsets import fixed_pool, paper_fractions
+from robench.errors import UserError
+from robench.evaluate.results import ResultStore
+from robench.presets import train_spec, with_overrides
+from robench.zoo import MemberDef, load_definition, member_dir, member_name, select_members
+
+EXPERIMENTS = ("generalization", "noise")
+SETTING_NAME = {"generalization": "fraction", "noise": "rate"}
+SUFFIX = {"generalization": "gen", "noise": "noise"}
+KEY_COLUMNS = ("experiment", "setting", "repeat", "member")
+COLUMNS = (
+    "experiment", "dataset", "setting_name", "setting", "repeat", "member", "model",
+    "loss", "bound", "delta", "head", "num_train", "num_flipped", "num_test",
+    "test_accuracy", "stop_reason", "epochs", "steps", "weights_sha256", "split_hash",
+    "seed", "train_seed", "preset", "versions",
+)
+INT_COLUMNS = {"repeat", "num_train", "num_flipped", "num_test", "epochs", "steps", "seed", "train_seed"}
+FLOAT_COLUMNS = {"setting", "delta", "test_accuracy"}
+SEED_STRIDE = 1000  # training seed of repeat r: member.seed * SEED_STRIDE + r
+DATA_SEED = 0  # seed of the subsets, noisy sets, pools and test samples
+
+
+@dataclass(frozen=True)
+class ExperimentPlan:
+    """Settings, repeats and training adjustments of one experiment under one preset.
+
+    ``settings`` are subset fractions (generalization) or label-noise rates (noise).
+    ``epoch_scale`` multiplies the preset's epochs (ce / 1-to-N and hinge alike).
+    ``min_steps``: the least number of optimizer steps a member trains for; a subset of
+    68 images at batch 256 is one step per epoch, so 18 epochs would be 18 steps.
+    ``stop_train_accuracy``: stop at the first epoch whose accuracy on the noisy training
+    set reaches it, else at the epoch cap (the preset's epochs × ``epoch_scale``).
+    ``train_pool`` > 0 runs the noise experiment on a fixed random pool of that many
+    training images (same for every loss and repeat) instead of the whole split, and
+    ``test_samples`` > 0 evaluates on a fixed random part of the test split: only quick
+    plans of large datasets use them, to stay within minutes on a CPU.
+    """
+
+    experiment: str
+    preset: str
+    settings: tuple[float, ...]
+    repeats: int
+    epoch_scale: float = 1.0
+    min_steps: int = 0
+    stop_train_accuracy: float = 0.0
+    train_pool: int = 0
+    test_samples: int = 0
+
+    def __post_init__(self) -> None:
+        if self.experiment not in EXPERIMENTS:
+            raise UserError(f"unknown experiment {self.experiment!r}; valid: {', '.join(EXPERIMENTS)}")
+        if self.repeats < 1 or not self.settings:
+            raise UserError("an experiment plan needs at least one setting and one repeat")
+
+    @property
+    def setting_name(self) -> str:
+        return SETTING_NAME[self.experiment]
+
+
+PAPER_RATES = (0.0, 0.2, 0.4, 0.6, 0.8)
+# Paper plans: min_steps 1000 for generalization. At batch 256 a full MNIST epoch is
+# 211 steps (18 epochs: 3,798 steps), while the 0.125 % subset (68 images, batch 68) gets
+# one step per epoch: 18 steps, far from fitting it. 1,000 steps (≈ 5 full-MNIST epochs,
+# ≈ 1,000 passes over the tiny subset) let every loss fit a tiny subset; subsets of
+# 1.28 % of MNIST and more already exceed 1,000 steps in 18 epochs, so the floor only
+# changes the smallest fractions. On our digits quick runs, a 0.0625 subset (81 images)
+# reaches 100 % running training accuracy well before the quick plan's floor.
+_PAPER_GEN = dict(settings=tuple(paper_fractions()), repeats=5, min_steps=1000)
+_PAPER_NOISE = dict(settings=PAPER_RATES, repeats=5, stop_train_accuracy=0.8)
+# Quick plans: 3 settings × 3 repeats, each experiment under 5 minutes on digits on two
+# CPU cores (measured; README / docs record the timings).
+_QUICK_GEN = dict(settings=(0.03125, 0.125, 1.0), repeats=3, epoch_scale=0.5, min_steps=100)
+_QUICK_NOISE = dict(settings=(0.0, 0.4, 0.8), repeats=3, epoch_scale=0.5, stop_train_accuracy=0.8)
+# fashion-mnist / mnist quick: the full 54k split and 10k test set are too slow on two
+# CPU cores, so fractions are small fractions of the real split, the noise experiment
+# uses a fixed pool of 2,048 training images, and accuracy is measured on a fixed 2,000
+# test images.
+_QUICK_GEN_28 = dict(settings=(0.0025, 0.01, 0.04), repeats=3, epoch_scale=1.0, min_steps=30,
+                     test_samples=2000)
+_QUICK_NOISE_28 = dict(settings=(0.0, 0.4, 0.8), repeats=3, epoch_scale=1.0,
+                       stop_train_accuracy=0.8, train_pool=2048, test_samples=2000)
+
+# (experiment, preset, dataset or "*") -> plan; the dataset-specific entry wins.
+PLANS: dict[tuple[str, str, str], ExperimentPlan] = {
+    ("generalization", "paper", "*"): ExperimentPlan("generalization", "paper", **_PAPER_GEN),
+    ("noise", "paper", "*"): ExperimentPlan("noise", "paper", **_PAPER_NOISE),
+    ("generalization", "quick", "*"): ExperimentPlan("generalization", "quick", **_QUICK_GEN),
+    ("noise", "quick", "*"): ExperimentPlan("noise", "quick", **_QUICK_NOISE),
+}
+for _name in ("mnist", "fashion-mnist"):
+    PLANS[("generalization", "quick", _name)] = ExperimentPlan("generalization", "quick", **_QUICK_GEN_28)
+    PLANS[("noise", "quick", _name)] = ExperimentPlan("noise", "quick", **_QUICK_NOISE_28)
+
+
+def plan_for(experiment: str, preset: str, dataset: str) -> ExperimentPlan:
+    """The plan of ``experiment`` under ``preset`` for ``dataset`` (UserError if unknown)."""
+    if experiment not in EXPERIMENTS:
+        raise UserError(f"unknown experiment {experiment!r}; valid: {', '.join(EXPERIMENTS)}")
+    for key in ((experiment, preset, dataset), (experiment, preset, "*")):
+        if key in PLANS:
+            return PLANS[key]
+    presets = sorted({p for (_, p, _) in PLANS})
+    raise UserError(f"unknown preset {preset!r}; valid: {', '.join(presets)}")
+
+
+def experiment_members(dataset: str, zoo_dir: Path, names: list[str] | None = None) -> list[MemberDef]:
+    """One member per distinct loss configuration of the zoo definition (the lowest seed
+    of members that differ only by seed), narrowed by ``names`` as ``select_members``."""
+    chosen = select_members(load_definition(dataset, Path(zoo_dir)), names, None)
+    best: dict[tuple, MemberDef] = {}
+    for member in chosen:
+        key = (member.loss, member.head, member.arch)
+        if key not in best or member.seed < best[key].seed:
+            best[key] = member
+    return list(best.values())
+
+
+def experiment_spec(plan: ExperimentPlan, dataset: str, preset: str, loss_name: str) -> TrainSpec:
+    """The TrainSpec of one experiment member (see the module docstring)."""
+    base = train_spec(dataset, preset, loss_name)
+    return with_overrides(
+        base,
+        augment=False,
+        train_samples=0,
+        epochs=max(1, round(base.epochs * plan.epoch_scale)),
+        min_steps=plan.min_steps,
+        stop_train_accuracy=plan.stop_train_accuracy,
+    )
+
+
+def train_seed(member: MemberDef, repeat: int) -> int:
+    """The training seed of ``member`` in ``repeat``: ``member.seed * 1000 + repeat``."""
+    return member.seed * SEED_STRIDE + repeat
+
+
+def tensor_hash(t: torch.Tensor) -> str:
+    """Short sha256 of an int64 tensor's values: identifies a subset or a noisy label set."""
+    return hashlib.sha256(t.detach().cpu().to(torch.int64).numpy().tobytes()).hexdigest()[:16]
+
+
+def experiment_data(data: Dataset, plan: ExperimentPlan) -> Dataset:
+    """``data`` as the experiments see it: an empty validation split and, when the plan
+    says so, a fixed random part of the test split. ``split_hash`` stays the source's."""
+    empty = Split(data.val.x[:0], data.val.y[:0])
+    test = data.test
+    if 0 < plan.test_samples < len(test):
+        test = test.subset(fixed_pool(len(test), plan.test_samples, DATA_SEED + 1))
+    return dataclasses.replace(data, val=empty, test=test)
+
+
+def _bound(member: MemberDef) -> str:
+    return member.loss.bound if member.loss.is_one_to_n else ""
+
+
+def _delta(member: MemberDef) -> float | None:
+    return None if member.loss.name == "ce" else member.loss.delta
+
+
+def typed(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored (string) row with its numeric columns as int / float (blank: None)."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if key in INT_COLUMNS or key in FLOAT_COLUMNS:
+            if value is None or value == "":
+                out[key] = None
+            else:
+                out[key] = int(value) if key in INT_COLUMNS else float(value)
+        else:
+            out[key] = value
+    return out
+
+
+# build(setting, repeat) -> (training split, card extra): the experiment's own part.
+BuildTrain = Callable[[float, int], tuple[Split, dict[str, Any]]]
+
+
+def run_cells(
+    experiment: str,
+    dataset: str,
+    preset: str,
+    names: list[str] | None,
+    zoo_dir: Path,
+    results_dir: Path | None,
+    device: str,
+    data_root: Path,
+    force: bool,
+    build: Callable[[Dataset, ExperimentPlan], BuildTrain],
+) -> list[dict[str, Any]]:
+    """Train and evaluate every (setting, repeat, member) cell of ``experiment`` that
+    has no row yet; return the rows of all its cells (typed), in plan order."""
+    from robench.data import load_dataset
+    from robench.device import resolve_device
+    from robench.train.members import train_member
+
+    plan = plan_for(experiment, preset, dataset)
+    members = experiment_members(dataset, zoo_dir, names)
+    results_dir = Path(results_dir) if results_dir else Path("reports") / dataset / "results"
+    store = ResultStore(results_dir / f"{experiment}.csv", KEY_COLUMNS)
+    cells = [(s, r, m) for s in plan.settings for r in range(plan.repeats) for m in members]
+    keys = [_key(experiment, s, r, m) for s, r, m in cells]
+    stored = {store.key_of(row): row for row in store.rows()}
+    for key in keys:
+        if key in stored and not force and stored[key].get("preset") != preset:
+            raise UserError(
+                f"{store.path} holds {experiment} results of preset {stored[key].get('preset')!r}, "
+                f"not {preset!r}; use another --results-dir or --force"
+            )
+    todo = {k for k in keys if force or k not in stored}
+    data = None
+    builder: BuildTrain | None = None
+    cache: dict[tuple[float, int], tuple[Split, dict[str, Any]]] = {}
+    bar = tqdm(zip(cells, keys), total=len(cells), desc=f"{experiment} {dataset}", unit="cell",
+               disable=None)
+    for (setting, repeat, member), key in bar:
+        if key not in todo:
+            continue
+        if data is None:
+            data = experiment_data(load_dataset(dataset, data_root).to(resolve_device(device)), plan)
+            builder = build(data, plan)
+        if (setting, repeat) not in cache:
+            cache = {(setting, repeat): builder(setting, repeat)}  # one (setting, repeat) at a time
+        train, extra = cache[(setting, repeat)]
+        seed = train_seed(member, repeat)
+        name = member_name(member.loss, member.head, member.seed, f"-{SUFFIX[experiment]}{setting:g}-r{repeat}")
+        folder = member_dir(Path(zoo_dir), dataset, f"experiments/{name}")
+        extra = {**extra, "experiment": experiment, plan.setting_name: setting, "repeat": repeat,
+                 "base_member": member.name, "train_seed": seed, "num_test": len(data.test)}
+        spec = experiment_spec(plan, dataset, preset, member.loss.name)
+        bar.set_postfix_str(name)
+        card = train_member(data, dataclasses.replace(member, seed=seed), spec, folder,
+                            name=name, train=train, extra=extra, force=force)
+        row = {
+            "experiment": experiment, "dataset": dataset, "setting_name": plan.setting_name,
+            "setting": float(setting), "repeat": repeat, "member": member.name, "model": name,
+            "loss": member.loss.name, "bound": _bound(member), "delta": _delta(member),
+            "head": member.head, "num_train": card["num_train"],
+            "num_flipped": card.get("num_flipped"), "num_test": card["num_test"],
+            "test_accuracy": card["clean_test_accuracy"], "stop_reason": card["stop_reason"],
+            "epochs": card["epochs"], "steps": card["steps"],
+            "weights_sha256": card["weights_sha256"], "split_hash": card["split_hash"],
+            "seed": member.seed, "train_seed": seed, "preset": preset,
+            "versions": json.dumps(card["versions"], sort_keys=True, separators=(",", ":")),
+        }
+        store.append([row], replace=True)
+    bar.close()
+    stored = {store.key_of(row): row for row in store.rows()}
+    return [typed(stored[key]) for key in keys]
+
+
+def _key(experiment: str, setting: float, repeat: int, member: MemberDef) -> tuple[str, ...]:
+    return ResultStore(Path("."), KEY_COLUMNS).key_of(
+        {"experiment": experiment, "setting": float(setting), "repeat": repeat, "member": member.name}
+    )

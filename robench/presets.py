@@ -1,0 +1,55 @@
+"""Training presets per dataset and loss (PROTOCOL.md, "Training"; paper §IV-B).
+
+``paper`` is the paper's recipe: batch 256, RMSProp (TF semantics), the dataset's
+learning-rate schedule, and more epochs for hinge than for ce / 1-to-N. ``quick`` is
+robench's own small recipe that trains on two CPU cores in minutes, for demos and tests;
+for the large datasets it trains on a fixed random subset of the training split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from robench.config import TrainSpec
+from robench.errors import UserError
+
+PRESETS = ("paper", "quick")
+ARCHITECTURE = {
+    "digits": "digits-cnn",
+    "mnist": "mnist-cnn",
+    "fashion-mnist": "mnist-cnn",
+    "cifar10": "wrn-28-2",
+    "imagenet32": "wrn-28-2",
+}
+
+# (schedule without epochs, epochs for ce / 1-to-N, epochs for hinge)
+_PAPER = {
+    "mnist": (dict(lr=0.01), 18, 30),
+    "fashion-mnist": (dict(lr=0.01), 18, 30),
+    "cifar10": (dict(lr=0.1, lr_decay=0.5, lr_decay_steps=6000, augment=True), 60, 100),
+    "imagenet32": (dict(lr=0.01, momentum=0.9, lr_decay=0.2, lr_decay_epochs=10, augment=True), 25, 30),
+}
+_QUICK = {
+    "digits": (dict(lr=0.001), 30, 40),
+    "mnist": (dict(lr=0.001, train_samples=8192), 3, 4),
+    "fashion-mnist": (dict(lr=0.001, train_samples=8192), 3, 4),
+    "cifar10": (dict(lr=0.01, train_samples=2048, augment=True), 2, 3),
+    "imagenet32": (dict(lr=0.01, momentum=0.9, train_samples=2048, augment=True), 2, 3),
+}
+_PAPER["digits"] = _QUICK["digits"]  # digits has no paper recipe; its quick one stands in
+
+
+def train_spec(dataset: str, preset: str, loss_name: str) -> TrainSpec:
+    """The TrainSpec of ``preset`` for a member of ``dataset`` trained with ``loss_name``."""
+    table = {"paper": _PAPER, "quick": _QUICK}.get(preset)
+    if table is None:
+        raise UserError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
+    if dataset not in table:
+        raise UserError(f"unknown dataset {dataset!r}; valid: {', '.join(sorted(table))}")
+    schedule, epochs, hinge_epochs = table[dataset]
+    return TrainSpec(epochs=hinge_epochs if loss_name == "hinge" else epochs, **schedule)
+
+
+def with_overrides(spec: TrainSpec, **overrides) -> TrainSpec:
+    """``spec`` with the non-None ``overrides`` applied."""
+    return replace(spec, **{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,1 @@
+"""Training: the TF-semantics RMSProp optimizer, learning-rate schedules and the training loop."""

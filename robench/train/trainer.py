@@ -1,0 +1,154 @@
+"""The training loop of the paper (§IV-B): RMSProp with TF 1.15 semantics, batch 256,
+the dataset's learning-rate schedule, optional flip + crop augmentation, and the stop
+rules of the experiments (PROTOCOL.md, "Training" and "Experiments").
+
+Data stays on the run's device as uint8; each batch is gathered, augmented and scaled
+to [0, 1] with tensor ops (no DataLoader). A checkpoint is written after every epoch
+and a re-run with the same configuration resumes from it.
+
+Last-batch policy: the batch size is min(batch_size, N) and the last partial batch of
+an epoch is dropped, so every step has the same shape (needed for CUDA graphs) and,
+with a fresh permutation each epoch, every sample is seen equally often on average.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from robench.config import TrainSpec
+from robench.data.augment import random_flip_crop
+from robench.data.base import Split
+from robench.metrics import accuracy
+from robench.train.checkpoint import TrainState, clear_checkpoint, load_checkpoint, save_checkpoint
+from robench.train.rmsprop_tf import RMSPropTF
+from robench.train.schedules import step_decay_lr
+
+ToFloat = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class TrainResult:
+    """What a finished run did: epochs and steps, why it stopped, per-epoch history."""
+
+    epochs: int
+    steps: int
+    stop_reason: str
+    history: list[dict[str, Any]] = field(default_factory=list)
+    wall_time_s: float = 0.0
+
+
+def planned_epochs(spec: TrainSpec, num_train: int) -> int:
+    """Epochs needed for ``spec.epochs`` and at least ``spec.min_steps`` optimizer steps."""
+    steps_per_epoch = max(1, num_train // min(spec.batch_size, num_train))
+    needed_for_steps = -(-spec.min_steps // steps_per_epoch)  # ceil
+    return max(spec.epochs, needed_for_steps)
+
+
+def _run_epoch(
+    model: nn.Module,
+    loss_fn: nn.Module,
+    optimizer: RMSPropTF,
+    train: Split,
+    to_float: ToFloat,
+    spec: TrainSpec,
+    state: TrainState,
+    rngs: dict[str, torch.Generator],
+) -> tuple[float, float]:
+    """One pass over a fresh permutation; returns (mean loss, running accuracy)."""
+    model.train()
+    n = len(train)
+    batch = min(spec.batch_size, n)
+    order = torch.randperm(n, generator=rngs["shuffle"]).to(train.x.device)  # (N,)
+    loss_sum = torch.zeros((), device=train.x.device)
+    correct = torch.zeros((), device=train.x.device, dtype=torch.long)
+    num_batches = n // batch
+    for b in range(num_batches):
+        index = order[b * batch : (b + 1) * batch]  # (B,)
+        images = train.x[index]  # (B, C, H, W) uint8
+        if spec.augment:
+            images = random_flip_crop(images, rngs["augment"])
+        labels = train.y[index]  # (B,)
+        lr = step_decay_lr(spec.lr, spec.lr_decay, state.step, state.epoch,
+                           spec.lr_decay_steps, spec.lr_decay_epochs)
+        optimizer.set_lr(lr)
+        logits = model(to_float(images))  # (B, K)
+        loss = loss_fn(logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        state.step += 1
+        loss_sum += loss.detach()
+        correct += (logits.detach().argmax(dim=1) == labels).sum()
+    seen = num_batches * batch
+    return (loss_sum / num_batches).item(), correct.item() / seen
+
+
+def train_model(
+    model: nn.Module,
+    loss_fn: nn.Module,
+    train: Split,
+    to_float: ToFloat,
+    spec: TrainSpec,
+    seed: int,
+    checkpoint_dir: Path | None = None,
+    fingerprint: str = "",
+    desc: str = "train",
+) -> TrainResult:
+    """Train ``model`` in place on ``train`` (already on the model's device).
+
+    Stops after ``planned_epochs`` or, when ``spec.stop_train_accuracy`` > 0, at the
+    first epoch whose eval-mode accuracy on the whole ``train`` split (noisy labels
+    included) reaches it. ``stop_reason`` is ``epochs``, ``min_steps``,
+    ``train_accuracy`` or ``epoch_cap`` (the accuracy target was never reached).
+    """
+    device = train.x.device
+    optimizer = RMSPropTF(model.parameters(), lr=spec.lr, momentum=spec.momentum)
+    rngs = {
+        "shuffle": torch.Generator().manual_seed(seed),
+        "augment": torch.Generator(device=device).manual_seed(seed + 1),
+    }
+    state = TrainState()
+    if checkpoint_dir is not None:
+        state = load_checkpoint(checkpoint_dir, model, optimizer, rngs, fingerprint) or state
+    total_epochs = planned_epochs(spec, len(train))
+    start = time.perf_counter()
+    bar = tqdm(total=total_epochs, initial=state.epoch, desc=desc, unit="epoch",
+               leave=False, disable=None)
+    while not state.stop_reason:
+        loss, train_acc = _run_epoch(model, loss_fn, optimizer, train, to_float, spec, state, rngs)
+        state.epoch += 1
+        record: dict[str, Any] = {"epoch": state.epoch, "step": state.step, "loss": loss,
+                                  "train_accuracy_running": train_acc}
+        if spec.stop_train_accuracy > 0:
+            record["train_accuracy"] = accuracy(model, train.x, train.y, to_float)
+        state.history.append(record)
+        state.stop_reason = _stop_reason(spec, state, record, total_epochs)
+        if checkpoint_dir is not None:
+            save_checkpoint(checkpoint_dir, model, optimizer, rngs, state, fingerprint)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.3f}", acc=f"{train_acc:.3f}")
+    bar.close()
+    model.eval()
+    return TrainResult(state.epoch, state.step, state.stop_reason, state.history,
+                       time.perf_counter() - start)
+
+
+def _stop_reason(spec: TrainSpec, state: TrainState, record: dict, total_epochs: int) -> str:
+    """Why training stops after this epoch, or '' to go on."""
+    if spec.stop_train_accuracy > 0 and record["train_accuracy"] >= spec.stop_train_accuracy:
+        return "train_accuracy"
+    if state.epoch < total_epochs:
+        return ""
+    if spec.stop_train_accuracy > 0:
+        return "epoch_cap"
+    return "min_steps" if total_epochs > spec.epochs else "epochs"
+
+
+__all__ = ["TrainResult", "planned_epochs", "train_model", "clear_checkpoint"]

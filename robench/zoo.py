@@ -1,0 +1,193 @@
+"""The model zoo: member definitions, naming, cards, safetensors weights, verified loading.
+
+On disk (DESIGN.md): ``<zoo_dir>/<dataset>/<member>/weights.safetensors`` and
+``card.json``. The card records everything needed to rebuild and trust the member,
+including the SHA-256 of the weights file; :func:`load` refuses weights whose hash does
+not match. Nothing is unpickled.
+
+The default membership of a dataset's zoo is the committed file
+``zoo/<dataset>.toml`` (found in ``--zoo-dir`` first, then in the source tree).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+import robench
+from robench.config import LossSpec, from_dict
+from robench.errors import UserError
+from robench.io import atomic_write, atomic_write_json, sha256_file
+from robench.models import create_model
+
+WEIGHTS = "weights.safetensors"
+CARD = "card.json"
+SOURCE_ZOO = Path(__file__).resolve().parent.parent / "zoo"
+DEFAULT_HEAD = {"ce": "linear", "hinge": "linear", "1toN": "unit", "1toN+ce": "unit"}
+MEMBER_KEYS = {"loss", "delta", "bound", "head", "seeds"}
+
+
+@dataclass(frozen=True)
+class MemberDef:
+    """One member of a zoo: its loss, head, seed and architecture."""
+
+    loss: LossSpec
+    head: str
+    seed: int
+    arch: str
+
+    @property
+    def name(self) -> str:
+        return member_name(self.loss, self.head, self.seed)
+
+
+def member_name(loss: LossSpec, head: str, seed: int, suffix: str = "") -> str:
+    """Stable readable name: ``ce-s0``, ``hinge-d1-s0``, ``1toN-sym-d4-s0``,
+    ``1toN+ce-sym-d4-s0``; a non-default head is added (``ce-unit-s0``); experiments
+    add a ``suffix`` such as ``-gen0.5-r2``."""
+    parts = [loss.name]
+    if loss.is_one_to_n:
+        parts.append(loss.bound)
+    if loss.name != "ce":
+        parts.append(f"d{loss.delta:g}")
+    if head != DEFAULT_HEAD[loss.name]:
+        parts.append(head)
+    parts.append(f"s{seed}")
+    return "-".join(parts) + suffix
+
+
+def definition_path(dataset: str, zoo_dir: Path) -> Path:
+    """The zoo definition file of ``dataset``: in ``zoo_dir`` or the source tree."""
+    for folder in (Path(zoo_dir), SOURCE_ZOO):
+        path = folder / f"{dataset}.toml"
+        if path.exists():
+            return path
+    raise UserError(
+        f"no zoo definition for {dataset!r}: expected {Path(zoo_dir) / (dataset + '.toml')}"
+    )
+
+
+def load_definition(dataset: str, zoo_dir: Path) -> list[MemberDef]:
+    """Parse ``zoo/<dataset>.toml`` into member definitions (unknown keys are errors)."""
+    path = definition_path(dataset, zoo_dir)
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: not valid TOML ({exc})") from None
+    arch = data.get("architecture")
+    members: list[MemberDef] = []
+    for entry in data.get("members", []):
+        unknown = set(entry) - MEMBER_KEYS
+        if unknown:
+            raise UserError(f"{path}: unknown member keys {sorted(unknown)}; valid: {sorted(MEMBER_KEYS)}")
+        loss = LossSpec(entry["loss"], float(entry.get("delta", 1.0)), entry.get("bound", "sym"))
+        head = entry.get("head", DEFAULT_HEAD[loss.name])
+        members.extend(MemberDef(loss, head, int(seed), arch) for seed in entry.get("seeds", [0]))
+    if not arch or not members:
+        raise UserError(f"{path}: needs 'architecture' and at least one [[members]] entry")
+    return members
+
+
+def select_members(members: list[MemberDef], names: list[str] | None, seeds: list[int] | None) -> list[MemberDef]:
+    """Narrow a definition to ``names`` (member names or loss names) and ``seeds``."""
+    chosen = members
+    if seeds:
+        chosen = [m for m in chosen if m.seed in seeds]
+    if names:
+        known = {m.name for m in members} | {m.loss.name for m in members}
+        bad = [n for n in names if n not in known]
+        if bad:
+            raise UserError(f"unknown member {bad[0]!r}; valid: {', '.join(m.name for m in members)}")
+        chosen = [m for m in chosen if m.name in names or m.loss.name in names]
+    return chosen
+
+
+def member_dir(zoo_dir: Path, dataset: str, name: str) -> Path:
+    return Path(zoo_dir) / dataset / name
+
+
+def git_commit() -> str | None:
+    """The source tree's commit when robench runs from a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=SOURCE_ZOO.parent,
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def versions() -> dict[str, str]:
+    return {"robench": robench.__version__, "torch": torch.__version__}
+
+
+def save_member(folder: Path, model: nn.Module, card: dict[str, Any]) -> dict[str, Any]:
+    """Write weights then the card (with the weights' SHA-256), each atomically."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write(folder / WEIGHTS, lambda tmp: save_file(state, str(tmp)))
+    card = {**card, "weights_sha256": sha256_file(folder / WEIGHTS)}
+    atomic_write_json(folder / CARD, card)
+    return card
+
+
+def read_card(folder: Path) -> dict[str, Any]:
+    """A member's card; missing or corrupt cards are UserErrors naming the file."""
+    path = Path(folder) / CARD
+    if not path.exists():
+        raise UserError(f"no zoo member at {folder} ({CARD} missing); train it with `robench train zoo`")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path} is corrupt: {exc}") from None
+
+
+def is_trained(folder: Path) -> bool:
+    """True when the folder holds a complete member (card and weights)."""
+    return (Path(folder) / CARD).exists() and (Path(folder) / WEIGHTS).exists()
+
+
+def load(folder: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a member from its card and verified weights; eval mode on ``device``.
+
+    Raises UserError when the weights are missing, their SHA-256 differs from the card's,
+    or they do not fit the card's architecture.
+    """
+    folder = Path(folder)
+    card = read_card(folder)
+    weights = folder / WEIGHTS
+    if not weights.exists():
+        raise UserError(f"{weights} is missing; retrain the member")
+    if sha256_file(weights) != card.get("weights_sha256"):
+        raise UserError(f"{weights} does not match the SHA-256 in its card; the file was changed or corrupted")
+    model = create_model(card["architecture"], card["num_classes"], card["head"],
+                         tuple(card["mean"]), tuple(card["std"]))
+    try:
+        model.load_state_dict(load_file(str(weights)))
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise UserError(f"{weights} does not fit architecture {card['architecture']!r}: {first}") from None
+    return model.to(device).eval(), card
+
+
+def loss_spec_of(card: dict[str, Any]) -> LossSpec:
+    """The member's training loss as recorded in its card."""
+    return from_dict(LossSpec, card["loss"])
+
+
+def list_members(zoo_dir: Path, dataset: str | None = None) -> list[dict[str, Any]]:
+    """Cards of every trained member under ``zoo_dir`` (one dataset or all), sorted."""
+    root = Path(zoo_dir)
+    datasets = [dataset] if dataset else sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []
+    cards = []
+    for name in datasets:
+        for folder in sorted((root / name).glob("*")):
+            if is_trained(folder):
+                cards.append({**read_card(folder), "path": str(folder)})
+    return cards

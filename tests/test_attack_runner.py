@@ -1,0 +1,123 @@
+"""Attack runners on a trained digits zoo: matrix shape, resume, flags, peer agreement."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from robench.errors import UserError
+from robench.evaluate.attack_runner import AttackPlan, parse_eps, run_attacks
+from robench.evaluate.results import ResultStore
+from robench.zoo import list_members
+
+EPS = (0.0, 0.1, 0.2)
+N = 120
+
+
+@pytest.fixture(scope="module")
+def matrix(digits_zoo, tmp_path_factory):
+    results = tmp_path_factory.mktemp("results")
+    plan = AttackPlan("blackbox", eps=EPS, attacker="all", num_samples=N)
+    rows, flags = run_attacks("digits", plan, digits_zoo, results, "cpu")
+    return results, rows, flags
+
+
+def test_matrix_has_every_cell(matrix, digits_zoo):
+    _, rows, _ = matrix
+    names = {c["name"] for c in list_members(digits_zoo, "digits")}
+    cells = {(r["attacker"], r["defender"], r["attack"], r["eps"]) for r in rows}
+    assert cells == {(a, d, k, e) for a in names for d in names for k in ("fgsm", "ifgsm") for e in EPS}
+    assert all(r["n"] == N for r in rows)
+    diagonal = [r for r in rows if r["attacker"] == r["defender"]]
+    assert {r["experiment"] for r in diagonal} == {"whitebox"}
+    assert {r["experiment"] for r in rows if r["attacker"] != r["defender"]} == {"blackbox"}
+
+
+def test_eps0_is_clean_and_accuracies_are_counts(matrix):
+    _, rows, _ = matrix
+    for r in rows:
+        assert r["accuracy"] == r["correct"] / r["n"]
+        if r["eps"] == 0:
+            assert r["correct"] == r["clean_correct"]
+
+
+def test_whitebox_run_reuses_the_matrix_diagonal(matrix, digits_zoo):
+    results, _, _ = matrix
+    plan = AttackPlan("whitebox", eps=EPS, num_samples=N)
+    rows, flags = run_attacks("digits", plan, digits_zoo, results, "cpu")
+    assert {r["experiment"] for r in rows} == {"sanity"}  # only the ε = 1 cells were new
+    kinds = {f["flag"] for f in flags}
+    assert kinds == {"monotone_in_eps", "eps0_is_clean", "ifgsm_not_above_fgsm",
+                     "whitebox_not_above_transfer", "large_eps_to_chance"}
+    assert (results / "flags.csv").exists()
+    again, _ = run_attacks("digits", plan, digits_zoo, results, "cpu")
+    assert again == []
+
+
+def test_force_recomputes_identically(matrix, digits_zoo):
+    results, rows, _ = matrix
+    plan = AttackPlan("blackbox", attacks=("fgsm",), eps=EPS, attacker="ce-s1", num_samples=N, force=True)
+    redone, _ = run_attacks("digits", plan, digits_zoo, results, "cpu")
+    before = {(r["attacker"], r["defender"], r["eps"]): r["correct"] for r in rows if r["attack"] == "fgsm"}
+    assert redone and all(before[(r["attacker"], r["defender"], r["eps"])] == r["correct"] for r in redone)
+    store = ResultStore(results / "attacks.csv", ("attacker", "defender", "attack", "eps"))
+    keys = [store.key_of(r) for r in store.rows() if r["experiment"] != "sanity"]
+    assert len(keys) == len(set(keys))  # replaced, not duplicated
+
+
+def test_default_blackbox_attacker_is_the_other_ce_seed(digits_zoo, tmp_path):
+    plan = AttackPlan("blackbox", attacks=("fgsm",), eps=(0.1,), num_samples=50)
+    rows, _ = run_attacks("digits", plan, digits_zoo, tmp_path, "cpu")
+    assert {r["attacker"] for r in rows} == {"ce-s1"}
+    assert "ce-s1" not in {r["defender"] for r in rows}
+
+
+@pytest.mark.parametrize("backend", ["torchattacks", "art"])
+@pytest.mark.parametrize("attack", ["fgsm", "ifgsm"])
+def test_native_agrees_with_peers_on_a_trained_member(digits_zoo, tmp_path, backend, attack):
+    eps = (0.05, 0.1, 0.2)
+    counts = {}
+    for name in ("native", backend):
+        plan = AttackPlan("whitebox", attacks=(attack,), eps=eps, defenders=["1toN-sym-d4-s0"],
+                          backend=name, num_samples=200)
+        rows, _ = run_attacks("digits", plan, digits_zoo, tmp_path / name, "cpu")
+        counts[name] = {r["eps"]: r["correct"] for r in rows if r["experiment"] == "whitebox"}
+    assert counts["native"] == counts[backend]
+    assert counts["native"][0.2] < counts["native"][0.05]  # the attack bites
+
+
+def test_parse_eps():
+    assert parse_eps("0.1,0,8/255") == [0.0, 8 / 255, 0.1]
+    for bad, message in (("-0.1", "eps"), ("1.5", "eps"), ("abc", "not a number"), ("", "no epsilon")):
+        with pytest.raises(UserError, match=message):
+            parse_eps(bad)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--eps", "-0.1"], "-0.1"),
+        (["--eps", "2"], "2"),
+        (["--eps", "x"], "'x' is not a number"),
+        (["--defenders", "nobody"], "unknown defender 'nobody'"),
+        (["--attacks", "pgd"], "unknown attack 'pgd'"),
+        (["--attack-loss", "mse"], "unknown attack loss 'mse'"),
+        (["--backend", "foolbox"], "unknown attack backend 'foolbox'"),
+    ],
+)
+def test_cli_user_errors(digits_zoo, tmp_path, args, message):
+    result = subprocess.run(
+        [sys.executable, "-m", "robench.cli", "attack", "--whitebox", "--dataset", "digits",
+         "--zoo-dir", str(digits_zoo), "--results-dir", str(tmp_path), "--num-samples", "10", *args],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_empty_zoo_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="zoo in .* is empty"):
+        run_attacks("digits", AttackPlan("whitebox"), tmp_path / "zoo", tmp_path, "cpu")

@@ -1,0 +1,66 @@
+"""The command line: help everywhere, exit code 2 with one line for user errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from robench.cli import build_parser, main
+
+
+def _robench(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "robench.cli", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+def _subcommands(parser, prefix=()):
+    for action in parser._actions:
+        if action.__class__.__name__ == "_SubParsersAction":
+            for name, sub in action.choices.items():
+                yield prefix + (name,)
+                yield from _subcommands(sub, prefix + (name,))
+
+
+@pytest.mark.parametrize("command", list(_subcommands(build_parser())), ids=" ".join)
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([*command, "--help"])
+    assert exc.value.code == 0
+    assert "usage: robench" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "zoo", "--dataset", "nope"], "unknown dataset 'nope'; valid: "),
+        (["train", "zoo", "--dataset", "digits", "--members", "ce-s9"], "unknown member 'ce-s9'; valid: ce-s0"),
+        (["train", "zoo", "--dataset", "digits", "--preset", "huge"], "unknown preset 'huge'"),
+        (["train", "zoo", "--dataset", "digits", "--device", "tpu"], "unknown device 'tpu'"),
+        (["train", "zoo", "--dataset", "mnist", "--data-root", "/nonexistent"], "MNIST/raw/train-images-idx3-ubyte"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line(args, message, tmp_path):
+    result = _robench(*args, "--zoo-dir", str(tmp_path / "zoo"), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_zoo_list_shows_members(digits_zoo):
+    result = _robench("zoo", "list", "--dataset", "digits", "--zoo-dir", str(digits_zoo))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].split()[:3] == ["member", "loss", "bound"]
+    names = {line.split()[0] for line in lines[1:]}
+    assert {"ce-s0", "ce-s1", "1toN+ce-sym-d1-s0"} <= names or len(names) >= 8
+
+
+def test_data_list_and_check(tmp_path):
+    listed = _robench("data", "list", "--data-root", str(tmp_path))
+    assert listed.returncode == 0
+    assert "digits" in listed.stdout and "present" in listed.stdout
+    checked = _robench("data", "check", "--data-root", str(tmp_path))
+    assert checked.returncode == 2 and "cifar10" in checked.stderr

@@ -1,0 +1,573 @@
+"""robench.data: every dataset format read from tiny files written in the real format.
+
+Offline and CPU-only. Fixtures write idx (plain and .gz), CIFAR-10 pickled batches and
+Imagenet32 npz files into tmp_path; each image encodes its own index in its first pixels
+so round trips and split membership can be checked exactly.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from robench.data import (
+    DATASETS,
+    Dataset,
+    Split,
+    data_status,
+    dataset_names,
+    load_dataset,
+    missing_files,
+    random_flip_crop,
+    required_files,
+)
+from robench.data import mnist as mnist_module
+from robench.data.idx import read_idx_labels, write_idx_images, write_idx_labels
+from robench.errors import UserError
+
+DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
+IDX_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+
+
+# ---------------------------------------------------------------- writers of real formats
+
+
+def _images(n: int, shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """(n, *shape) uint8 random images whose first two values encode the index."""
+    x = np.random.default_rng(seed).integers(1, 256, size=(n, *shape), dtype=np.uint8)
+    flat = x.reshape(n, -1)
+    flat[:, 0] = np.arange(n) % 256
+    flat[:, 1] = np.arange(n) // 256
+    return x
+
+
+def _index_of(x: torch.Tensor) -> np.ndarray:
+    """Recover the encoded index of each image of a (N, C, H, W) batch."""
+    flat = x.reshape(len(x), -1).numpy().astype(np.int64)
+    return flat[:, 0] + 256 * flat[:, 1]
+
+
+def write_idx_set(directory: Path, gz: bool, n_train: int = 50, n_test: int = 20, seed: int = 0):
+    """The four MNIST idx files in ``directory``; returns the arrays written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ext = ".gz" if gz else ""
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "train_x": _images(n_train, (28, 28), seed),
+        "train_y": rng.integers(0, 10, n_train).astype(np.uint8),
+        "test_x": _images(n_test, (28, 28), seed + 1),
+        "test_y": rng.integers(0, 10, n_test).astype(np.uint8),
+    }
+    write_idx_images(directory / f"train-images-idx3-ubyte{ext}", arrays["train_x"])
+    write_idx_labels(directory / f"train-labels-idx1-ubyte{ext}", arrays["train_y"])
+    write_idx_images(directory / f"t10k-images-idx3-ubyte{ext}", arrays["test_x"])
+    write_idx_labels(directory / f"t10k-labels-idx1-ubyte{ext}", arrays["test_y"])
+    return arrays
+
+
+def write_cifar(root: Path, per_batch: int = 20, n_test: int = 20, protocol: int = 2, seed=0):
+    """cifar-10-batches-py: five training batches and a test batch, pickled like the real ones."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    train_x = _images(5 * per_batch, (3072,), seed)
+    train_y = rng.integers(0, 10, 5 * per_batch)
+    test_x = _images(n_test, (3072,), seed + 1)
+    test_y = rng.integers(0, 10, n_test)
+    for i in range(5):
+        part = slice(i * per_batch, (i + 1) * per_batch)
+        batch = {b"batch_label": b"training batch", b"data": train_x[part],
+                 b"labels": [int(v) for v in train_y[part]]}
+        with open(folder / f"data_batch_{i + 1}", "wb") as f:
+            pickle.dump(batch, f, protocol=protocol)
+    with open(folder / "test_batch", "wb") as f:
+        pickle.dump({b"data": test_x, b"labels": [int(v) for v in test_y]}, f, protocol=protocol)
+    return train_x, train_y, test_x, test_y
+
+
+def write_imagenet32(root: Path, per_file: int = 7, n_val: int = 11, seed: int = 0):
+    """Imagenet32 npz files: 10 training batches and the validation file; labels 1..1000."""
+    (root / "Imagenet32_train_npz").mkdir(parents=True, exist_ok=True)
+    (root / "Imagenet32_val_npz").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    train_x = _images(10 * per_file, (3072,), seed)
+    train_y = rng.integers(1, 1001, 10 * per_file)
+    train_y[:2] = [1, 1000]
+    val_x = _images(n_val, (3072,), seed + 1)
+    val_y = rng.integers(1, 1001, n_val)
+    for i in range(10):
+        part = slice(i * per_file, (i + 1) * per_file)
+        np.savez(root / "Imagenet32_train_npz" / f"train_data_batch_{i + 1}.npz",
+                 data=train_x[part], labels=list(train_y[part]), mean=np.zeros(3072))
+    np.savez(root / "Imagenet32_val_npz" / "val_data.npz", data=val_x, labels=list(val_y))
+    return train_x, train_y, val_x, val_y
+
+
+@pytest.fixture
+def no_system_dirs(monkeypatch):
+    """Hide Debian's /usr/share/datasets/fashion-mnist so only tmp_path counts."""
+    monkeypatch.setattr(mnist_module, "SYSTEM_DIRS", {"mnist": (), "fashion-mnist": ()})
+
+
+def _user_error(match_path: Path | str, fn, *args, **kwargs) -> str:
+    with pytest.raises(UserError) as info:
+        fn(*args, **kwargs)
+    message = str(info.value)
+    assert "\n" not in message
+    assert str(match_path) in message, message
+    return message
+
+
+def _check_common(ds: Dataset) -> None:
+    for split in (ds.train, ds.val, ds.test):
+        assert split.x.dtype == torch.uint8 and split.y.dtype == torch.int64
+        assert split.x.shape[1:] == ds.image_shape
+        assert 0 <= int(split.y.min()) and int(split.y.max()) < ds.num_classes
+    assert len(ds.mean) == len(ds.std) == ds.image_shape[0]
+    f = ds.to_float(ds.train.x)
+    assert f.dtype == torch.float32 and 0.0 <= float(f.min()) and float(f.max()) <= 1.0
+    assert len(ds.split_hash) == 64
+
+
+def _check_holdout(ds: Dataset, x: np.ndarray, y: np.ndarray) -> None:
+    """train + val is the training file, 90 / 10, disjoint, in file order, pixels exact."""
+    n = len(x)
+    train_idx, val_idx = _index_of(ds.train.x), _index_of(ds.val.x)
+    assert len(val_idx) == round(0.1 * n) and len(train_idx) == n - len(val_idx)
+    assert not set(train_idx) & set(val_idx)
+    assert sorted([*train_idx, *val_idx]) == list(range(n))
+    assert (np.diff(train_idx) > 0).all() and (np.diff(val_idx) > 0).all()
+    for split, idx in ((ds.train, train_idx), (ds.val, val_idx)):
+        assert np.array_equal(split.x.reshape(len(idx), -1).numpy(), x[idx].reshape(len(idx), -1))
+        assert np.array_equal(split.y.numpy(), y[idx].astype(np.int64))
+
+
+# ------------------------------------------------------------------------------- registry
+
+
+def test_registry_and_unknown_name():
+    assert dataset_names() == ["cifar10", "digits", "fashion-mnist", "imagenet32", "mnist"]
+    assert "digits" in DATASETS
+    message = _user_error("cifar10", load_dataset, "svhn")
+    assert "svhn" in message and "mnist" in message
+
+
+# --------------------------------------------------------------------------------- digits
+
+
+def test_digits_stratified_split_and_pixels():
+    ds = load_dataset("digits", root="/nonexistent")
+    _check_common(ds)
+    assert ds.image_shape == (1, 8, 8) and ds.num_classes == 10 and ds.pixel_max == 16.0
+    assert not ds.augment
+    assert len(ds.train) + len(ds.val) == 1437 and len(ds.test) == 360
+    assert len(ds.val) == 144  # 10 % of 1437, rounded up by scikit-learn
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    everything = torch.cat([ds.train.x, ds.val.x, ds.test.x]).flatten(1).numpy()
+    assert sorted(map(bytes, everything)) == sorted(map(bytes, bunch.data.astype(np.uint8)))
+    assert int(ds.train.x.max()) == 16
+    f = ds.to_float(ds.train.x)
+    assert torch.equal(f * 16, ds.train.x.float())  # exactly v / 16
+    total = np.bincount(bunch.target, minlength=10)
+    test = np.bincount(ds.test.y.numpy(), minlength=10)
+    val = np.bincount(ds.val.y.numpy(), minlength=10)
+    assert np.abs(test - 0.2 * total).max() <= 1  # stratified
+    assert np.abs(val - 0.1 * (total - test)).max() <= 1
+    again = load_dataset("digits")
+    assert again.split_hash == ds.split_hash
+    assert torch.equal(again.val.x, ds.val.x) and torch.equal(again.test.y, ds.test.y)
+    assert missing_files("digits", "/nonexistent") == [] and required_files("digits") == []
+
+
+# ------------------------------------------------------------------- mnist, fashion-mnist
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gz"])
+@pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
+def test_idx_datasets_load(tmp_path, no_system_dirs, name, gz):
+    arrays = write_idx_set(tmp_path / IDX_FOLDERS[name] / "raw", gz)
+    ds = load_dataset(name, tmp_path)
+    _check_common(ds)
+    assert ds.image_shape == (1, 28, 28) and ds.pixel_max == 255.0 and not ds.augment
+    assert (len(ds.train), len(ds.val), len(ds.test)) == (45, 5, 20)
+    _check_holdout(ds, arrays["train_x"], arrays["train_y"])
+    assert np.array_equal(ds.test.x[:, 0].numpy(), arrays["test_x"])
+    assert np.array_equal(ds.test.y.numpy(), arrays["test_y"])
+    assert ds.mean == ((0.1307,) if name == "mnist" else (0.2860,))
+    assert load_dataset(name, tmp_path).split_hash == ds.split_hash
+
+
+def test_idx_plain_and_gz_give_same_dataset(tmp_path, no_system_dirs):
+    write_idx_set(tmp_path / "a" / "MNIST" / "raw", gz=False)
+    write_idx_set(tmp_path / "b" / "MNIST" / "raw", gz=True)
+    a, b = load_dataset("mnist", tmp_path / "a"), load_dataset("mnist", tmp_path / "b")
+    assert a.split_hash == b.split_hash
+    assert torch.equal(a.train.x, b.train.x) and torch.equal(a.val.y, b.val.y)
+
+
+def test_split_hash_changes_with_data_and_name(tmp_path, no_system_dirs):
+    arrays = write_idx_set(tmp_path / "a" / "MNIST" / "raw", gz=False)
+    write_idx_set(tmp_path / "a" / "FashionMNIST" / "raw", gz=False)
+    base = load_dataset("mnist", tmp_path / "a")
+    assert load_dataset("fashion-mnist", tmp_path / "a").split_hash != base.split_hash
+    raw = tmp_path / "b" / "MNIST" / "raw"
+    write_idx_set(raw, gz=False)
+    arrays["test_x"][3, 10, 10] ^= 1  # one pixel of the test set
+    write_idx_images(raw / "t10k-images-idx3-ubyte", arrays["test_x"])
+    assert load_dataset("mnist", tmp_path / "b").split_hash != base.split_hash
+    write_idx_set(raw, gz=False)
+    labels = arrays["train_y"].copy()
+    labels[0] = (labels[0] + 1) % 10  # one training label
+    write_idx_labels(raw / "train-labels-idx1-ubyte", labels)
+    assert load_dataset("mnist", tmp_path / "b").split_hash != base.split_hash
+
+
+def test_idx_missing_files(tmp_path, no_system_dirs):
+    raw = tmp_path / "MNIST" / "raw"
+    message = _user_error(raw / "train-images-idx3-ubyte[.gz]", load_dataset, "mnist", tmp_path)
+    assert "t10k-labels-idx1-ubyte[.gz]" in message and "--download" in message
+    write_idx_set(raw, gz=True)
+    (raw / "t10k-labels-idx1-ubyte.gz").unlink()
+    assert missing_files("mnist", tmp_path) == [raw / "t10k-labels-idx1-ubyte"]
+    message = _user_error(raw / "t10k-labels-idx1-ubyte[.gz]", load_dataset, "mnist", tmp_path)
+    assert "train-images" not in message
+    fashion_raw = tmp_path / "FashionMNIST" / "raw"
+    message = _user_error(fashion_raw, load_dataset, "fashion-mnist", tmp_path)
+    assert "dataset-fashion-mnist" in message
+
+
+def test_fashion_lookup_order(tmp_path, monkeypatch):
+    system = tmp_path / "usr-share-datasets-fashion-mnist"
+    write_idx_set(system, gz=True, n_train=30, seed=5)
+    monkeypatch.setattr(mnist_module, "SYSTEM_DIRS", {"mnist": (), "fashion-mnist": (system,)})
+    root = tmp_path / "root"
+    assert required_files("fashion-mnist", root)[0] == system / "train-images-idx3-ubyte.gz"
+    assert len(load_dataset("fashion-mnist", root).train) == 27  # from the system directory
+    write_idx_set(root / "FashionMNIST" / "raw", gz=False, n_train=50)
+    assert len(load_dataset("fashion-mnist", root).train) == 45  # ROOT comes first
+    with pytest.raises(UserError):
+        load_dataset("mnist", root)  # the Debian directory is for fashion-mnist only
+
+
+def test_idx_download_uses_torchvision(tmp_path, no_system_dirs, monkeypatch):
+    import torchvision.datasets
+
+    calls = []
+
+    def fake_mnist(root, download):
+        calls.append((root, download))
+        write_idx_set(Path(root) / "MNIST" / "raw", gz=True)
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", fake_mnist)
+    ds = load_dataset("mnist", tmp_path, download=True)
+    assert calls == [(str(tmp_path), True)] and len(ds.train) == 45
+
+    def offline(root, download):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nno network")
+
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", offline)
+    message = _user_error(tmp_path / "FashionMNIST" / "raw", load_dataset, "fashion-mnist",
+                          tmp_path, download=True)
+    assert "no network" in message
+
+
+def _idx_case(raw: Path, case: str) -> Path:
+    """Damage one file of a valid set in ``raw`` and return its path."""
+    images, labels = raw / "train-images-idx3-ubyte", raw / "train-labels-idx1-ubyte"
+    if case == "wrong magic":
+        labels.write_bytes(images.read_bytes())
+        return labels
+    if case == "truncated":
+        images.write_bytes(images.read_bytes()[:-7])
+        return images
+    if case == "extra bytes":
+        images.write_bytes(images.read_bytes() + b"\0\0")
+        return images
+    if case == "short header":
+        labels.write_bytes(b"\x00\x00\x08\x01\x00")
+        return labels
+    if case == "label out of range":
+        write_idx_labels(labels, np.full(50, 10, dtype=np.uint8))
+        return labels
+    if case == "count mismatch":
+        write_idx_labels(labels, np.zeros(49, dtype=np.uint8))
+        return labels
+    if case == "wrong image size":
+        write_idx_images(images, np.zeros((50, 27, 28), dtype=np.uint8))
+        return images
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["wrong magic", "truncated", "extra bytes", "short header", "label out of range",
+     "count mismatch", "wrong image size"],
+)
+def test_idx_corrupt_files(tmp_path, no_system_dirs, case):
+    raw = tmp_path / "MNIST" / "raw"
+    write_idx_set(raw, gz=False)
+    bad = _idx_case(raw, case)
+    _user_error(bad, load_dataset, "mnist", tmp_path)
+
+
+def test_idx_corrupt_gzip(tmp_path, no_system_dirs):
+    raw = tmp_path / "MNIST" / "raw"
+    write_idx_set(raw, gz=True)
+    bad = raw / "t10k-images-idx3-ubyte.gz"
+    bad.write_bytes(bad.read_bytes()[:40])  # truncated gzip stream
+    _user_error(bad, load_dataset, "mnist", tmp_path)
+    bad.write_bytes(b"not gzip at all")
+    _user_error(bad, load_dataset, "mnist", tmp_path)
+    packed = raw / "t10k-labels-idx1-ubyte.gz"
+    packed.write_bytes(gzip.compress(b"\x00\x00\x08\x03" + b"\x00" * 8))  # images magic
+    message = _user_error(packed, read_idx_labels, packed)
+    assert "magic 0x00000803" in message
+
+
+@pytest.mark.skipif(
+    not DEBIAN_FASHION.is_dir(), reason="Debian dataset-fashion-mnist not installed"
+)
+def test_debian_fashion_mnist(tmp_path):
+    ds = load_dataset("fashion-mnist", tmp_path)  # tmp_path has no FashionMNIST/raw
+    _check_common(ds)
+    assert (len(ds.train), len(ds.val), len(ds.test)) == (54000, 6000, 10000)
+    assert ds.image_shape == (1, 28, 28)
+    assert abs(float(ds.to_float(ds.train.x[:5000]).mean()) - 0.2860) < 0.01
+    assert np.bincount(ds.test.y.numpy()).tolist() == [1000] * 10
+
+
+# -------------------------------------------------------------------------------- cifar10
+
+
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+def test_cifar10_load(tmp_path, protocol):
+    train_x, train_y, test_x, test_y = write_cifar(tmp_path, protocol=protocol)
+    ds = load_dataset("cifar10", tmp_path)
+    _check_common(ds)
+    assert ds.image_shape == (3, 32, 32) and ds.augment and ds.num_classes == 10
+    assert ds.mean == (0.4914, 0.4822, 0.4465) and ds.std == (0.2470, 0.2435, 0.2616)
+    assert (len(ds.train), len(ds.val), len(ds.test)) == (90, 10, 20)
+    _check_holdout(ds, train_x, train_y)
+    assert np.array_equal(ds.test.x.numpy(), test_x.reshape(-1, 3, 32, 32))  # R, G, B planes
+    assert np.array_equal(ds.test.y.numpy(), test_y)
+    assert load_dataset("cifar10", tmp_path).split_hash == ds.split_hash
+
+
+class _Evil:
+    """Pickles as a call of os.system: the restricted unpickler must refuse it."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _cifar_case(folder: Path, case: str, tmp_path: Path) -> Path:
+    path = folder / "data_batch_3"
+    good = {b"data": np.zeros((20, 3072), np.uint8), b"labels": [0] * 20}
+    if case == "forbidden class":
+        obj = {b"data": _Evil(tmp_path / "pwned"), b"labels": [0] * 20}
+    elif case == "truncated":
+        path.write_bytes(path.read_bytes()[:100])
+        return path
+    elif case == "garbage":
+        path.write_bytes(b"this is not a pickle")
+        return path
+    elif case == "wrong shape":
+        obj = {**good, b"data": np.zeros((20, 3000), np.uint8)}
+    elif case == "wrong dtype":
+        obj = {**good, b"data": np.zeros((20, 3072), np.float32)}
+    elif case == "label out of range":
+        obj = {**good, b"labels": [0] * 19 + [10]}
+    elif case == "label count":
+        obj = {**good, b"labels": [0] * 19}
+    elif case == "not a dict":
+        obj = [1, 2, 3]
+    elif case == "no data key":
+        obj = {b"labels": [0] * 20}
+    else:
+        raise AssertionError(case)
+    path.write_bytes(pickle.dumps(obj, protocol=2))
+    return path
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["forbidden class", "truncated", "garbage", "wrong shape", "wrong dtype",
+     "label out of range", "label count", "not a dict", "no data key"],
+)
+def test_cifar10_corrupt(tmp_path, case):
+    write_cifar(tmp_path)
+    bad = _cifar_case(tmp_path / "cifar-10-batches-py", case, tmp_path)
+    message = _user_error(bad, load_dataset, "cifar10", tmp_path)
+    if case == "forbidden class":
+        assert "system" in message and "not allowed" in message
+        assert not (tmp_path / "pwned").exists()
+
+
+def test_cifar10_missing(tmp_path):
+    write_cifar(tmp_path)
+    (tmp_path / "cifar-10-batches-py" / "test_batch").unlink()
+    message = _user_error(tmp_path / "cifar-10-batches-py" / "test_batch", load_dataset,
+                          "cifar10", tmp_path)
+    assert "data_batch_1" not in message and "--download" in message
+
+
+# ----------------------------------------------------------------------------- imagenet32
+
+
+def test_imagenet32_load(tmp_path):
+    train_x, train_y, val_x, val_y = write_imagenet32(tmp_path)
+    ds = load_dataset("imagenet32", tmp_path)
+    _check_common(ds)
+    assert ds.num_classes == 1000 and ds.augment and ds.image_shape == (3, 32, 32)
+    assert (len(ds.train), len(ds.test)) == (70, 11)
+    assert ds.val is ds.test  # PROTOCOL.md: all train; val = test
+    assert np.array_equal(ds.train.x.numpy(), train_x.reshape(-1, 3, 32, 32))
+    assert np.array_equal(ds.train.y.numpy(), train_y - 1)  # 1..1000 -> 0..999
+    assert ds.train.y[:2].tolist() == [0, 999]
+    assert np.array_equal(ds.test.x.numpy(), val_x.reshape(-1, 3, 32, 32))
+    assert np.array_equal(ds.test.y.numpy(), val_y - 1)
+    assert load_dataset("imagenet32", tmp_path).split_hash == ds.split_hash
+    moved = ds.to("cpu")
+    assert moved.val is moved.test
+
+
+def test_imagenet32_hash_sees_labels(tmp_path):
+    write_imagenet32(tmp_path / "a")
+    _, train_y, _, _ = write_imagenet32(tmp_path / "b")
+    path = tmp_path / "b" / "Imagenet32_train_npz" / "train_data_batch_10.npz"
+    with np.load(path) as npz:
+        data, labels = npz["data"], npz["labels"].copy()
+    labels[-1] = labels[-1] % 1000 + 1
+    np.savez(path, data=data, labels=labels)
+    assert load_dataset("imagenet32", tmp_path / "a").split_hash != load_dataset(
+        "imagenet32", tmp_path / "b").split_hash
+
+
+@pytest.mark.parametrize(
+    "case", ["label 0", "label 1001", "wrong shape", "wrong dtype", "no labels", "garbage",
+             "object array"]
+)
+def test_imagenet32_corrupt(tmp_path, case):
+    write_imagenet32(tmp_path)
+    path = tmp_path / "Imagenet32_train_npz" / "train_data_batch_4.npz"
+    data, labels = np.zeros((7, 3072), np.uint8), np.arange(1, 8)
+    if case == "label 0":
+        np.savez(path, data=data, labels=labels - 1)
+    elif case == "label 1001":
+        np.savez(path, data=data, labels=labels + 994)
+    elif case == "wrong shape":
+        np.savez(path, data=np.zeros((7, 3, 32, 32), np.uint8), labels=labels)
+    elif case == "wrong dtype":
+        np.savez(path, data=data.astype(np.float32), labels=labels)
+    elif case == "no labels":
+        np.savez(path, data=data)
+    elif case == "garbage":
+        path.write_bytes(b"PK\x03\x04 truncated zip")
+    elif case == "object array":
+        np.savez(path, data=data, labels=np.array([object()] * 7, dtype=object))
+    _user_error(path, load_dataset, "imagenet32", tmp_path)
+
+
+def test_imagenet32_missing_is_manual(tmp_path):
+    write_imagenet32(tmp_path)
+    (tmp_path / "Imagenet32_val_npz" / "val_data.npz").unlink()
+    message = _user_error(tmp_path / "Imagenet32_val_npz" / "val_data.npz", load_dataset,
+                          "imagenet32", tmp_path, download=True)
+    assert "image-net.org" in message and "train_data_batch" not in message
+
+
+# --------------------------------------------------------------------- containers, status
+
+
+def test_split_and_dataset_helpers(tmp_path):
+    ds = load_dataset("digits")
+    part = ds.train.subset(torch.tensor([3, 1]))
+    assert len(part) == 2 and torch.equal(part.x[0], ds.train.x[3])
+    mask = ds.train.y == 0
+    assert len(ds.train.subset(mask)) == int(mask.sum())
+    moved = ds.to("cpu")
+    assert moved.split_hash == ds.split_hash and torch.equal(moved.test.x, ds.test.x)
+    with pytest.raises(ValueError):
+        Split(torch.zeros(3, 8, 8, dtype=torch.uint8), torch.zeros(3, dtype=torch.int64))
+    with pytest.raises(ValueError):
+        Split(torch.zeros(3, 1, 8, 8, dtype=torch.uint8), torch.zeros(4, dtype=torch.int64))
+
+
+def test_data_status(tmp_path, no_system_dirs):
+    write_cifar(tmp_path)
+    write_idx_set(tmp_path / "MNIST" / "raw", gz=True)
+    rows = {row["name"]: row for row in data_status(tmp_path)}
+    assert set(rows) == set(dataset_names())
+    assert rows["digits"]["present"] and rows["digits"]["missing"] == []
+    assert rows["cifar10"]["present"] and rows["mnist"]["present"]
+    assert rows["mnist"]["files"][0].endswith("train-images-idx3-ubyte.gz")
+    assert not rows["fashion-mnist"]["present"] and len(rows["fashion-mnist"]["missing"]) == 4
+    assert not rows["imagenet32"]["present"] and len(rows["imagenet32"]["missing"]) == 11
+    assert "image-net.org" in rows["imagenet32"]["hint"]
+
+
+# ---------------------------------------------------------------------------- augmentation
+
+
+def _reference_crops(image: torch.Tensor, pad: int = 4) -> list[torch.Tensor]:
+    """Every flip x pad-crop of one (C, H, W) image, by padding and slicing."""
+    _, h, w = image.shape
+    out = []
+    for flipped in (image, image.flip(-1)):
+        padded = torch.nn.functional.pad(flipped, (pad, pad, pad, pad))
+        offsets = range(2 * pad + 1)
+        out += [padded[:, i : i + h, j : j + w] for i in offsets for j in offsets]
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_random_flip_crop(dtype):
+    gen = torch.Generator().manual_seed(0)
+    base = torch.randint(1, 256, (3, 10, 12), generator=gen).to(dtype)  # no zeros in the image
+    x = base.expand(48, -1, -1, -1).clone()  # (48, 3, 10, 12), one image repeated
+    before = x.clone()
+    out = random_flip_crop(x, torch.Generator().manual_seed(1))
+    assert out.shape == x.shape and out.dtype == dtype and torch.equal(x, before)
+    again = random_flip_crop(x, torch.Generator().manual_seed(1))
+    assert torch.equal(out, again)  # deterministic for a seeded generator
+    other = random_flip_crop(x, torch.Generator().manual_seed(2))
+    assert not torch.equal(out, other)
+    references = _reference_crops(base)
+    which = []
+    for sample in out:
+        matches = [k for k, ref in enumerate(references) if torch.equal(sample, ref)]
+        assert matches, "every output is a flip + pad-4 crop of its input"
+        which.append(matches[0])
+        values, counts = (t.tolist() for t in sample[sample != 0].unique(return_counts=True))
+        kept = dict(zip(*(t.tolist() for t in base.unique(return_counts=True))))
+        assert all(c <= kept[v] for v, c in zip(values, counts))  # only zeros were added
+    assert len(set(which)) > 10  # per-sample draws, not one draw for the batch
+    assert any(k < 81 for k in which) and any(k >= 81 for k in which)  # both flips occur
+
+
+def test_random_flip_crop_per_sample_identity():
+    x = torch.arange(16 * 2 * 4 * 4, dtype=torch.float32).view(16, 2, 4, 4)
+    out = random_flip_crop(x, torch.Generator().manual_seed(0), pad=0)
+    for sample, source in zip(out, x):  # pad 0: only flips, and each of its own sample
+        assert torch.equal(sample, source) or torch.equal(sample, source.flip(-1))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_random_flip_crop_cuda():
+    x = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
+    cpu = random_flip_crop(x, torch.Generator().manual_seed(3))
+    gpu = random_flip_crop(x.cuda(), torch.Generator().manual_seed(3))
+    assert torch.equal(cpu, gpu.cpu())
+    on_device = random_flip_crop(x.cuda(), torch.Generator("cuda").manual_seed(3))
+    assert on_device.device.type == "cuda" and on_device.shape == x.shape

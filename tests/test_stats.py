@@ -1,0 +1,69 @@
+"""robench.stats: Student-t intervals and paired differences against hand computations."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+from robench.stats import mean_ci, paired_difference
+
+
+def _by_hand(values, level=0.95):
+    x = np.asarray(values, dtype=float)
+    n = len(x)
+    mean = x.sum() / n
+    s = math.sqrt(((x - mean) ** 2).sum() / (n - 1))
+    half = scipy_stats.t.ppf(1 - (1 - level) / 2, n - 1) * s / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+@pytest.mark.parametrize("level", [0.95, 0.9, 0.99])
+def test_mean_ci_matches_the_t_interval(level):
+    values = [0.91, 0.87, 0.95, 0.89, 0.93]
+    assert mean_ci(values, level) == pytest.approx(_by_hand(values, level), abs=1e-12)
+
+
+def test_mean_ci_known_numbers():
+    # mean 2, s = 1, n = 3: half width t(0.975, 2) / sqrt(3) = 4.302653 / 1.732051
+    mean, low, high = mean_ci([1.0, 2.0, 3.0])
+    assert mean == 2.0
+    assert high - mean == pytest.approx(4.302652729911275 / math.sqrt(3), abs=1e-9)
+    assert mean - low == pytest.approx(high - mean)
+
+
+def test_mean_ci_edge_cases():
+    mean, low, high = mean_ci([0.7])
+    assert mean == 0.7 and math.isnan(low) and math.isnan(high)
+    assert all(math.isnan(v) for v in mean_ci([]))
+    assert mean_ci([0.5, 0.5, 0.5]) == (0.5, 0.5, 0.5)  # no spread, zero width
+    with pytest.raises(ValueError):
+        mean_ci([1.0, 2.0], level=1.0)
+
+
+def test_paired_difference_is_the_t_interval_of_the_differences():
+    a = [0.90, 0.85, 0.80, 0.95]
+    b = [0.88, 0.82, 0.79, 0.91]
+    diffs = [x - y for x, y in zip(a, b)]
+    assert paired_difference(a, b) == pytest.approx(_by_hand(diffs), abs=1e-12)
+    assert paired_difference(a, b)[0] == pytest.approx(0.025)
+
+
+def test_pairing_removes_shared_variance():
+    # b tracks a's repeat-to-repeat swings: the paired interval is much narrower than
+    # the difference of two independent intervals would suggest.
+    a = [0.60, 0.80, 0.70, 0.90]
+    b = [0.58, 0.77, 0.69, 0.87]
+    _, low, high = paired_difference(a, b)
+    assert low > 0  # a beats b on every repeat, significantly
+    a_ci, b_ci = mean_ci(a), mean_ci(b)
+    assert a_ci[1] < b_ci[2]  # unpaired intervals overlap
+
+
+def test_paired_difference_needs_equal_lengths():
+    with pytest.raises(ValueError):
+        paired_difference([1.0, 2.0], [1.0])
+    mean, low, high = paired_difference([0.8], [0.7])
+    assert mean == pytest.approx(0.1) and math.isnan(low) and math.isnan(high)
