@@ -30,7 +30,7 @@ _PAPER = {
     "imagenet32": (dict(lr=0.01, momentum=0.9, lr_decay=0.2, lr_decay_epochs=10, augment=True), 25, 30),
 }
 _QUICK = {
-    "digits": (dict(lr=0.001), 30, 40),
+    "digits": (dict(lr=0.003), 30, 40),
     "mnist": (dict(lr=0.001, train_samples=8192), 3, 4),
     "fashion-mnist": (dict(lr=0.001, train_samples=8192), 3, 4),
     "cifar10": (dict(lr=0.01, train_samples=2048, augment=True), 2, 3),

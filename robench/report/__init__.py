@@ -1,0 +1,108 @@
+"""Robustness reports: pandas tables, seaborn figures, one HTML page and its Markdown twin.
+
+:func:`write_report` reads a dataset's result CSVs (``attacks.csv``, ``flags.csv``,
+``generalization.csv``, ``noise.csv``; any may be missing) and its zoo cards, and writes
+into ``out_dir`` (``reports/<dataset>/`` by default in the CLI)::
+
+    index.html          one self-contained page (inline CSS, figures as data URIs)
+    report.md           the same content, figures linked as figures/<name>.png
+    tables/<name>.csv   tidy long-format tables; tables/<name>.md their display form
+    figures/<name>.png  and .svg: Figs. 4–8 of the paper, the transfer matrix, margins
+
+Missing inputs become notes naming the command that produces them; every file is
+written atomically. The claims and their statistics are defined in
+:mod:`robench.report.claims`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import matplotlib
+import pandas as pd
+import seaborn as sns
+import torch
+
+import robench
+from robench.io import atomic_write_text
+from robench.report import build
+from robench.report.content import Page
+from robench.report.figures import make_palette, member_order
+from robench.report.html import render_html, render_markdown
+from robench.report.load import Results, load_results, primary_attacks
+
+__all__ = ["write_report"]
+
+
+def _generator() -> dict[str, str]:
+    return {"robench": robench.__version__, "torch": torch.__version__, "pandas": pd.__version__,
+            "seaborn": sns.__version__, "matplotlib": matplotlib.__version__}
+
+
+def _context(results: Results, out_dir: Path, data_root: Path, matrix_eps: float | None,
+             margins: bool) -> build.Context:
+    primary, note = primary_attacks(results.attacks)
+    losses = build.member_losses(results)
+    palette = make_palette(member_order(losses, losses))
+    return build.Context(results, out_dir, Path(data_root), matrix_eps, primary, note, losses, palette, margins)
+
+
+def _summary(results: Results, claims: pd.DataFrame, run: dict[str, str]) -> list[str]:
+    """The lines at the top of the page: what was found, what is missing, the verdicts."""
+    lines = [f"Results from `{results.results_dir}`, zoo from `{results.zoo_dir}`."]
+    if not results.ran_anything:
+        lines.append(f"Nothing has been run for {results.dataset} yet (no results in `{results.results_dir}`): "
+                     f"start with `{run['run']}`, or `{run['zoo']}` followed by the attack and experiment commands.")
+    found = {"white-box attacks": (results.attacks["experiment"] == "whitebox").sum() if len(results.attacks) else 0,
+             "black-box attacks": (results.attacks["experiment"] == "blackbox").sum() if len(results.attacks) else 0,
+             **{f"{k} experiment": len(v) for k, v in results.experiments.items()}}
+    present = [f"{k} ({n} rows)" for k, n in found.items() if n]
+    absent = [k for k, n in found.items() if not n]
+    lines.append(f"{len(results.cards)} zoo members; present: {', '.join(present) or 'none'}; "
+                 f"missing: {', '.join(absent) or 'nothing'}.")
+    counts = claims["verdict"].value_counts()
+    lines.append("Claims: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in ("supported", "contradicted", "inconclusive")) + ".")
+    if len(results.flags):
+        lines.append(f"Validity flags: {int((~results.flags['passed']).sum())} of {len(results.flags)} checks failed.")
+    lines += [f"Unreadable input: {p}" for p in results.problems]
+    return lines
+
+
+def write_report(
+    dataset: str,
+    results_dir: Path,
+    zoo_dir: Path,
+    out_dir: Path,
+    matrix_eps: float | None = None,
+    data_root: Path = Path("data"),
+    margins: bool = True,
+) -> Path:
+    """Write the report of ``dataset`` into ``out_dir`` and return the path of ``index.html``.
+
+    ``matrix_eps``: the ε of the attacker × defender heatmap (default: the middle ε of
+    the grid; a value off the grid picks the nearest). ``data_root``: where the test
+    split for the clean-margin figure is loaded from; ``margins=False`` skips that
+    figure (it loads every member on the CPU).
+    """
+    out_dir = Path(out_dir)
+    results = load_results(dataset, Path(results_dir), Path(zoo_dir))
+    ctx = _context(results, out_dir, data_root, matrix_eps, margins)
+    claims_section, claims = build.claims_section(ctx)
+    sections = [
+        claims_section,
+        build.flags_section(ctx),
+        build.clean_section(ctx),
+        build.experiment_section(ctx, "generalization"),
+        build.experiment_section(ctx, "noise"),
+        build.attack_section(ctx, "blackbox"),
+        build.attack_section(ctx, "whitebox"),
+        build.matrix_section(ctx),
+        build.protocol_section(ctx, _generator()),
+    ]
+    page = Page(f"robench report: {dataset}", _summary(results, claims, ctx.run), sections)
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    footer = f"Generated {stamp} by robench {robench.__version__} (torch {torch.__version__})."
+    atomic_write_text(out_dir / "report.md", render_markdown(page, out_dir, footer))
+    atomic_write_text(out_dir / "index.html", render_html(page, footer))
+    return out_dir / "index.html"

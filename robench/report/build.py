@@ -1,0 +1,341 @@
+"""The sections of a report, built from loaded results.
+
+Each builder writes its tables (``tables/<name>.csv`` long, ``.md`` for display) and
+figures (``figures/<name>.png|svg``) and returns a :class:`Section`; when its input is
+missing, the section says which command produces it instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from robench.report import claims as claims_mod
+from robench.report import figures as figs
+from robench.report import tables as tab
+from robench.report.content import Section, TableView
+from robench.report.load import Results
+from robench.report.margins import margin_summary, member_margins
+
+COLLAPSE_ROWS = 25
+
+
+def commands(dataset: str) -> dict[str, str]:
+    """The command that produces each kind of result."""
+    return {
+        "run": f"robench run --dataset {dataset}",
+        "zoo": f"robench train zoo --dataset {dataset}",
+        "whitebox": f"robench attack --whitebox --dataset {dataset}",
+        "blackbox": f"robench attack --blackbox --dataset {dataset}",
+        "matrix": f"robench attack --blackbox --attacker all --dataset {dataset}",
+        "generalization": f"robench experiment generalization --dataset {dataset}",
+        "noise": f"robench experiment noise --dataset {dataset}",
+    }
+
+
+@dataclass
+class Context:
+    """What every builder needs: the results, where to write, shared choices."""
+
+    results: Results
+    out_dir: Path
+    data_root: Path
+    matrix_eps: float | None
+    primary: pd.DataFrame  # attack rows used by figures and claims
+    primary_note: str
+    losses: dict[str, str]  # member name -> loss name
+    palette: dict[str, tuple]
+    margins: bool = True
+
+    @property
+    def tables_dir(self) -> Path:
+        return self.out_dir / "tables"
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.out_dir / "figures"
+
+    @property
+    def run(self) -> dict[str, str]:
+        return commands(self.results.dataset)
+
+    def order(self, members) -> list[str]:
+        return [m for m in self.palette if m in set(members)]
+
+
+def member_losses(results: Results) -> dict[str, str]:
+    """Loss name of every member seen in the cards, the attack rows and the experiments."""
+    losses = {c["name"]: c.get("loss", {}).get("name", "?") for c in results.cards}
+    attacks = results.attacks
+    if not attacks.empty:
+        losses.update(zip(attacks["defender"], attacks["defender_loss"]))
+        if "attacker_loss" in attacks:
+            losses.update(zip(attacks["attacker"], attacks["attacker_loss"]))
+    for rows in results.experiments.values():
+        if not rows.empty:
+            losses.update(zip(rows["member"], rows["loss"]))
+    return losses
+
+
+def _missing(command: str, what: str) -> str:
+    return f"no {what}: run `{command}`"
+
+
+# ---------------------------------------------------------------- claims
+
+def claims_section(ctx: Context) -> tuple[Section, pd.DataFrame]:
+    """The paper's claims with the measured difference, its 95 % CI and a verdict."""
+    frame = claims_mod.evaluate_claims(ctx.results.experiments, ctx.primary, ctx.results.dataset)
+    shown = pd.DataFrame({
+        "claim": frame["claim"], "statement": frame["statement"], "data": frame["data"],
+        "n": frame["n"].astype(str),
+        "difference [95% CI]": [tab.interval(m, lo, hi, signed=True) for m, lo, hi in
+                                zip(frame["difference"], frame["ci_low"], frame["ci_high"])],
+        "verdict": frame["verdict"], "reason": frame["reason"], "detail": frame["detail"],
+    })
+    tab.write_table(ctx.tables_dir, "claims", frame, shown)
+    section = Section("claims", "Claims of the paper", tables=[TableView(
+        "claims", "Claims: treatment − reference accuracy", shown, claims_mod.ATTACK_NOTE)])
+    section.paragraphs = [
+        "Each claim is a difference of test accuracies (treatment − reference); the table gives its mean, "
+        "the 95 % Student-t interval of that mean and a verdict: supported (interval entirely above 0), "
+        "contradicted (entirely below 0) or inconclusive (the interval contains 0, or too little data).",
+        "Claims 1–2 are paired by repeat (the same subset or noisy set for every loss): one value per repeat, "
+        "the mean over the 1-to-N members (loss 1toN, every bound and δ) minus the ce member.",
+    ]
+    section.bullets = [f"({c.key}) {c.statement} — {c.data}: {c.definition}." for c in claims_mod.CLAIMS]
+    return section, frame
+
+
+# ---------------------------------------------------------------- flags
+
+def flags_section(ctx: Context) -> Section:
+    """Validity flags of the attack results, failures first."""
+    flags, section = ctx.results.flags, Section("flags", "Validity flags")
+    if flags.empty:
+        what = "validity flags" if ctx.results.attacks.empty else "flags.csv (attack rows exist)"
+        section.notes.append(_missing(ctx.run["whitebox"], what))
+        return section
+    shown = tab.display(flags[["flag", "passed", "scope", "detail"]].assign(
+        passed=["passed" if p else "failed" for p in flags["passed"]]))
+    tab.write_table(ctx.tables_dir, "flags", flags, shown)
+    counts = tab.flag_counts(flags)
+    failed = int((~flags["passed"]).sum())
+    section.paragraphs.append(
+        f"{failed} of {len(flags)} checks failed. A failure does not make a number wrong by itself but asks "
+        "for a second look before it is read as evidence (see docs/flags.md). "
+        f"The {len(ctx.results.sanity)} ε = 1 sanity cells behind `large_eps_to_chance` are kept out of the "
+        "tables and figures.")
+    section.tables.append(TableView("flag_counts", "Checks per flag", tab.display(counts)))
+    if failed:
+        section.tables.append(TableView("flag_failures", "Failed checks", shown[shown["passed"] == "failed"]))
+    section.tables.append(TableView("flags", "Every check (failures first)", shown,
+                                    collapsed=len(shown) > COLLAPSE_ROWS))
+    return section
+
+
+# ---------------------------------------------------------------- clean accuracy and margins
+
+def clean_section(ctx: Context) -> Section:
+    """Clean test accuracy per zoo member (cards) and the distribution of clean margins."""
+    section = Section("clean", "Zoo members: clean accuracy and logit margins")
+    rank = {m: i for i, m in enumerate(ctx.palette)}
+    cards = sorted(ctx.results.cards, key=lambda c: (rank.get(c["name"], len(rank)), c["name"]))
+    if not cards:
+        section.notes.append(_missing(ctx.run["zoo"], f"trained members in {ctx.results.zoo_dir}/{ctx.results.dataset}"))
+        return section
+    table = tab.clean_accuracy_table(cards)
+    shown = tab.clean_accuracy_display(table)
+    tab.write_table(ctx.tables_dir, "clean_accuracy", table, shown)
+    section.tables.append(TableView("clean_accuracy", "Clean accuracy per member (from the cards)", shown))
+    if ctx.margins:
+        _margins(ctx, cards, section)
+    return section
+
+
+def _margins(ctx: Context, cards: list[dict], section: Section) -> None:
+    margins, notes = member_margins(cards, ctx.results.dataset, ctx.data_root)
+    section.notes += notes
+    if margins.empty:
+        return
+    summary = margin_summary(margins)
+    tab.write_table(ctx.tables_dir, "margins", summary, tab.display(summary))
+    fig = figs.margin_figure(margins, ctx.order(margins["member"]))
+    section.figures.append(figs.save_figure(
+        fig, ctx.figures_dir, "margins",
+        "Clean logit margins z_y − max_{k≠y} z_k on the test split, per member (lines: quartiles). "
+        "Unit-head members (1-to-N) have logits that are distances to unit-norm hyperplanes; linear-head "
+        "logits have no fixed scale, so compare shapes rather than values across heads."))
+    section.tables.append(TableView("margins", "Clean logit margins per member", tab.display(summary),
+                                    "positive: share of test images with a positive margin (correctly classified)."))
+
+
+# ---------------------------------------------------------------- experiments
+
+EXPERIMENT_TITLES = {
+    "generalization": ("Generalization: accuracy vs training-subset size (paper Fig. 4)",
+                       "Test accuracy vs the fraction of the training split used (log scale): mean over "
+                       "repeats (random subsets shared by every loss), band = 95 % t-interval."),
+    "noise": ("Label noise: accuracy vs noise rate (paper Fig. 5)",
+              "Test accuracy vs the share of training labels replaced by a different class: mean over "
+              "repeats (noisy sets shared by every loss), band = 95 % t-interval."),
+}
+
+
+def experiment_section(ctx: Context, experiment: str) -> Section:
+    """Figure and summary table (mean, 95 % CI, paired difference to ce) of one experiment."""
+    title, caption = EXPERIMENT_TITLES[experiment]
+    section = Section(experiment, title)
+    rows = ctx.results.experiments.get(experiment, pd.DataFrame())
+    if rows.empty:
+        section.notes.append(_missing(ctx.run[experiment], f"{experiment} results"))
+        return section
+    summary = tab.summary_table(rows)
+    shown = tab.summary_display(summary)
+    tab.write_table(ctx.tables_dir, experiment, summary, shown)
+    fig = figs.experiment_figure(summary, experiment, ctx.palette, ctx.losses)
+    section.figures.append(figs.save_figure(fig, ctx.figures_dir, experiment, caption))
+    section.tables.append(TableView(experiment, f"{experiment}: mean, 95 % CI, paired difference to ce", shown,
+                                    "member − ce: mean over the repeats both have of the per-repeat difference, "
+                                    "with its paired t-interval.", collapsed=len(shown) > COLLAPSE_ROWS))
+    return section
+
+
+# ---------------------------------------------------------------- attacks
+
+def figure_attacker(blackbox: pd.DataFrame) -> str:
+    """The attacker shown in the black-box figure: a CE attacker whose seed no defender
+    uses (PROTOCOL.md), else the first CE attacker, else the first attacker, by name."""
+    ce = blackbox[blackbox["attacker_loss"] == "ce"] if "attacker_loss" in blackbox else blackbox
+    pool = ce if not ce.empty else blackbox
+    names = sorted(pool["attacker"].unique())
+    if "attacker_seed" in pool and "defender_seed" in pool:
+        for name in names:
+            others = set(blackbox.loc[blackbox["defender"] != name, "defender_seed"])
+            if pool.loc[pool["attacker"] == name, "attacker_seed"].iloc[0] not in others:
+                return name
+    return names[0]
+
+
+ATTACK_TITLES = {"blackbox": "Black-box (transfer) attacks: accuracy vs ε (paper Figs. 6–8)",
+                 "whitebox": "White-box attacks: accuracy vs ε (paper Figs. 6–8)"}
+
+
+def attack_section(ctx: Context, mode: str) -> Section:
+    """Accuracy per member × attack × ε of one mode: table of every row, figure of the primary rows."""
+    section = Section(mode, ATTACK_TITLES[mode])
+    long = tab.attack_table(ctx.results.attacks, mode)
+    if long.empty:
+        section.notes.append(_missing(ctx.run[mode], f"{'black' if mode == 'blackbox' else 'white'}-box results"))
+        return section
+    shown = tab.attack_pivot(long, mode, list(ctx.palette))
+    tab.write_table(ctx.tables_dir, mode, long, shown)
+    rows = ctx.primary[ctx.primary["experiment"] == mode]
+    if ctx.primary_note:
+        section.notes.append(ctx.primary_note)
+    if mode == "blackbox":
+        attacker = figure_attacker(rows)
+        rows = rows[rows["attacker"] == attacker]
+        title, caption = (f"transfer attacks crafted on {attacker}",
+                          f"Accuracy of each defender under FGSM / IFGSM crafted on {attacker} (black-box), vs ε.")
+        if tab.matrix_attackers(ctx.primary):
+            caption += " Other attackers: see the matrix section and the table."
+    else:
+        title, caption = "each member attacks itself", "Accuracy of each member under its own FGSM / IFGSM (white-box), vs ε."
+    if not rows.empty:
+        fig = figs.attack_figure(rows, title, ctx.palette, ctx.losses)
+        section.figures.append(figs.save_figure(fig, ctx.figures_dir, mode, caption))
+    section.tables.append(TableView(mode, f"{mode} accuracy per member, attack and ε", shown,
+                                    collapsed=len(shown) > COLLAPSE_ROWS))
+    return section
+
+
+def matrix_section(ctx: Context) -> Section:
+    """Attacker × defender matrix: heatmap at the chosen ε, tables at every ε."""
+    section = Section("matrix", "Attacker × defender matrix")
+    long = tab.matrix_table(ctx.primary)
+    if long.empty:
+        section.notes.append(_missing(ctx.run["matrix"], "attacker × defender matrix (black-box results from one attacker at most)"))
+        return section
+    tab.write_table(ctx.tables_dir, "matrix", long, tab.matrix_markdown(long))
+    eps = tab.middle_eps(long) if ctx.matrix_eps is None else tab.nearest_eps(long, ctx.matrix_eps)
+    if ctx.matrix_eps is not None and abs(eps - ctx.matrix_eps) > 1e-12:
+        section.notes.append(f"ε = {ctx.matrix_eps:g} is not on the grid; showing the nearest, ε = {tab.fmt_eps(eps)}.")
+    members = ctx.order(set(long["defender"]) | set(long["attacker"]))
+    fig = figs.matrix_figure(long, eps, members)
+    section.figures.append(figs.save_figure(
+        fig, ctx.figures_dir, "matrix",
+        f"Accuracy of each defender (columns) under attacks crafted on each attacker (rows) at ε = {tab.fmt_eps(eps)}; "
+        "the diagonal is white-box."))
+    for attack in sorted(long["attack"].unique()):
+        wide = tab.matrix_pivot(long, attack, eps)
+        wide = wide.reindex(index=[m for m in members if m in wide.index],
+                            columns=[m for m in members if m in wide.columns])
+        shown = tab.display(wide.reset_index().rename(columns={"attacker": "attacker \\ defender"}))
+        section.tables.append(TableView(f"matrix-{attack}", f"{attack} at ε = {tab.fmt_eps(eps)}", shown))
+    section.paragraphs.append("`tables/matrix.md` holds the matrix at every ε of the grid.")
+    return section
+
+
+# ---------------------------------------------------------------- protocol and versions
+
+CHOICES = (
+    "Paper: losses CE, squared hinge and 1-to-N with bounds [−δ, δ] and [0, δ] and the 1-to-N + CE joint loss; "
+    "batch 256, RMSProp, BatchNorm, no dropout; subsets doubling from 0.125 %, 5 per fraction; noise 0–80 %; "
+    "FGSM and IFGSM; black-box attacker a CE model.",
+    "robench: RMSProp with TensorFlow 1.15 semantics; unit-norm last layer for 1-to-N; δ values chosen on the "
+    "validation split; IFGSM α = 1/255 with Kurakin's step rule; ε grids; attacker = CE of another seed; "
+    "minimum optimizer steps on tiny subsets; the 80 % training-accuracy stop rule for noisy labels; "
+    "5 repeats with paired comparisons and 95 % t-intervals; the digits dataset and quick presets.",
+    "Details: PROTOCOL.md and the README (which choice is the paper's and which is ours, with the reasons).",
+)
+
+
+def _versions(ctx: Context) -> pd.DataFrame:
+    """robench / torch versions, preset and split hash per result source."""
+    res, out = ctx.results, []
+    a = res.attacks
+    if not a.empty:
+        for (rv, tv, split), group in a.groupby(["robench_version", "torch_version", "split_hash"]):
+            out.append({"source": "attacks.csv", "rows": len(group), "robench": rv, "torch": tv,
+                        "preset": "", "split hash": split[:16]})
+    for name, rows in res.experiments.items():
+        if rows.empty:
+            continue
+        for (ver, preset, split), group in rows.groupby(["versions", "preset", "split_hash"]):
+            v = json.loads(ver) if ver else {}
+            out.append({"source": f"{name}.csv", "rows": len(group), "robench": v.get("robench", ""),
+                        "torch": v.get("torch", ""), "preset": preset, "split hash": split[:16]})
+    for card in res.cards:
+        v = card.get("versions", {})
+        out.append({"source": f"zoo card {card['name']}", "rows": 1, "robench": v.get("robench", ""),
+                    "torch": v.get("torch", ""), "preset": _card_preset(card),
+                    "split hash": str(card.get("split_hash", ""))[:16]})
+    return pd.DataFrame(out, columns=["source", "rows", "robench", "torch", "preset", "split hash"])
+
+
+def _card_preset(card: dict) -> str:
+    train = card.get("train", {})
+    return f"epochs {train.get('epochs')}, lr {train.get('lr')}, batch {train.get('batch_size')}" if train else ""
+
+
+def protocol_section(ctx: Context, generator: dict[str, str]) -> Section:
+    """Versions, presets and split hashes behind the numbers, and whose choice each is."""
+    section = Section("protocol", "Protocol and versions")
+    versions = _versions(ctx)
+    splits = {s for s in versions["split hash"] if s}
+    if len(splits) > 1:
+        section.notes.append(f"results and cards come from {len(splits)} different data splits: "
+                             "numbers from different splits are not comparable.")
+    section.paragraphs.append("This report was generated with " +
+                              ", ".join(f"{k} {v}" for k, v in generator.items()) + ".")
+    section.bullets = list(CHOICES)
+    if not versions.empty:
+        shown = tab.display(versions.assign(rows=versions["rows"].astype(str)))
+        section.tables.append(TableView("versions", "Where the numbers come from", shown,
+                                        "zoo cards: their training spec (the preset's values).",
+                                        collapsed=len(shown) > COLLAPSE_ROWS))
+    return section

@@ -1,0 +1,178 @@
+"""Seaborn figures mirroring the paper (Figs. 4–8), a transfer-matrix heatmap and the
+distribution of clean logit margins.
+
+Figures are drawn on :class:`matplotlib.figure.Figure` objects directly, never through
+pyplot: saving renders with the Agg canvas whatever backend the caller uses, no window
+opens and no global figure state is left behind. Each is saved as PNG and SVG, each file atomically. Curves show the mean; bands
+are 95 % Student-t intervals over repeats (:func:`robench.stats.mean_ci`) and appear
+only where there are repeats.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+
+from robench.io import atomic_write
+from robench.report.content import FigureFile
+from robench.report.tables import fmt_eps
+from robench.stats import mean_ci
+
+LOSS_ORDER = ("ce", "hinge", "1toN", "1toN+ce")
+STYLE = "whitegrid"
+DPI = 110
+
+
+# ---------------------------------------------------------------- helpers
+
+def member_order(members: Iterable[str], losses: dict[str, str]) -> list[str]:
+    """Members sorted by loss (ce, hinge, 1toN, 1toN+ce, others), then by name."""
+    rank = {loss: i for i, loss in enumerate(LOSS_ORDER)}
+    return sorted(set(members), key=lambda m: (rank.get(losses.get(m, ""), len(rank)), m))
+
+
+def make_palette(members: list[str]) -> dict[str, tuple]:
+    """One fixed colour per member, shared by every figure of a report."""
+    colours = sns.color_palette("tab10" if len(members) <= 10 else "husl", max(len(members), 1))
+    return dict(zip(members, colours))
+
+
+def save_figure(fig: Figure, figures_dir: Path, name: str, caption: str) -> FigureFile:
+    """Write ``<name>.png`` and ``<name>.svg`` atomically; return their description."""
+    paths = {}
+    for fmt in ("png", "svg"):
+        path = Path(figures_dir) / f"{name}.{fmt}"
+        atomic_write(path, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=DPI, bbox_inches="tight"))
+        paths[fmt] = path
+    return FigureFile(name, caption, paths["png"], paths["svg"])
+
+
+def with_intervals(rows: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
+    """Mean and 95 % t-interval of ``value`` over the repeats of each ``keys`` group."""
+    out = []
+    for key, group in rows.groupby(keys, sort=True):
+        mean, low, high = mean_ci(group[value].astype(float).tolist())
+        out.append({**dict(zip(keys, key)), "mean": mean, "ci_low": low, "ci_high": high})
+    return pd.DataFrame(out)
+
+
+def _lines(ax, frame: pd.DataFrame, x: str, palette: dict, losses: dict[str, str]) -> None:
+    """Mean curves per member (colour: member, dashes: loss) and their bands, if any."""
+    frame = frame.assign(loss=frame["member"].map(losses).fillna("?"))
+    order = [m for m in palette if m in set(frame["member"])]
+    sns.lineplot(data=frame, x=x, y="mean", hue="member", hue_order=order, style="loss",
+                 style_order=[l for l in LOSS_ORDER if l in set(frame["loss"])] or None,
+                 markers=True, palette=palette, errorbar=None, ax=ax)
+    for member, group in frame.groupby("member"):
+        group = group.sort_values(x)
+        if group["ci_low"].notna().any():
+            low, high = group["ci_low"].clip(0, 1), group["ci_high"].clip(0, 1)  # accuracies live in [0, 1]
+            ax.fill_between(group[x], low, high, color=palette[member], alpha=0.12, linewidth=0)
+
+
+def _legend_outside(fig: Figure, axes: list) -> None:
+    """One legend right of the panels (taken from the last panel), the others removed."""
+    handles, labels = axes[-1].get_legend_handles_labels()
+    for ax in axes:
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    fig.legend(handles, labels, loc="outside right center", frameon=False, fontsize="small")
+
+
+def _percent(value: float, _pos=None) -> str:
+    return f"{100 * value:g}%"
+
+
+# ---------------------------------------------------------------- experiments (Figs. 4–5)
+
+def experiment_figure(summary: pd.DataFrame, experiment: str, palette: dict, losses: dict[str, str]) -> Figure:
+    """Test accuracy vs training-subset fraction (log x, Fig. 4) or vs noise rate (Fig. 5)."""
+    with sns.axes_style(STYLE):
+        fig = Figure(figsize=(7.5, 4.2), layout="constrained")
+        ax = fig.subplots()
+    _lines(ax, summary, "setting", palette, losses)
+    settings = sorted(summary["setting"].unique())
+    if experiment == "generalization":
+        ax.set_xscale("log")
+        ax.set_xlabel("training subset (fraction of the training split, log scale)")
+    else:
+        ax.set_xlabel("label noise rate")
+    ax.set_xticks(settings)
+    ax.xaxis.set_major_formatter(FuncFormatter(_percent))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda *_: ""))
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"{experiment}: mean over repeats, 95 % CI band (clipped to [0, 1])")
+    _legend_outside(fig, [ax])
+    return fig
+
+
+# ---------------------------------------------------------------- attacks (Figs. 6–8)
+
+def attack_figure(rows: pd.DataFrame, title: str, palette: dict, losses: dict[str, str]) -> Figure:
+    """Accuracy vs ε, one panel per attack (rows of one mode and one attacker choice)."""
+    rows = rows.rename(columns={"defender": "member"})
+    curves = with_intervals(rows, ["attack", "member", "eps"], "accuracy")
+    attacks = sorted(curves["attack"].unique())
+    with sns.axes_style(STYLE):
+        fig = Figure(figsize=(4.2 * len(attacks) + 1.5, 4.0), layout="constrained")
+        axes = list(fig.subplots(1, len(attacks), sharey=True, squeeze=False)[0])
+    for ax, attack in zip(axes, attacks):
+        _lines(ax, curves[curves["attack"] == attack], "eps", palette, losses)
+        ax.set_title(attack.upper())
+        ax.set_xlabel("ε (L∞, pixels in [0, 1])")
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(-0.02, 1.02)
+    fig.suptitle(title)
+    _legend_outside(fig, axes)
+    return fig
+
+
+def matrix_figure(long: pd.DataFrame, eps: float, members: list[str]) -> Figure:
+    """Heatmap of attacker (rows) × defender (columns) accuracy at one ε, one panel per attack;
+    rows and columns follow the order of ``members``."""
+    attacks = sorted(long["attack"].unique())
+    width = max(4.0, 0.75 * len(members) + 1.0)
+    height = max(3.0, 0.5 * long["attacker"].nunique() + 2.0)
+    fig = Figure(figsize=(width * len(attacks), height), layout="constrained")
+    axes = fig.subplots(1, len(attacks), squeeze=False)[0]
+    for ax, attack in zip(axes, attacks):
+        cell = long[(long["attack"] == attack) & (long["eps"] == eps)]
+        wide = cell.pivot_table(index="attacker", columns="defender", values="accuracy", aggfunc="first")
+        wide = wide.reindex(index=[m for m in members if m in wide.index],
+                            columns=[m for m in members if m in wide.columns])
+        sns.heatmap(wide, vmin=0, vmax=1, cmap="viridis", annot=True, fmt=".2f", ax=ax,
+                    cbar=ax is axes[-1], annot_kws={"fontsize": 8}, square=False)
+        ax.set_title(f"{attack.upper()}, ε = {fmt_eps(eps)}")
+        ax.set_xlabel("defender")
+        ax.set_ylabel("attacker" if ax is axes[0] else "")
+        if ax is not axes[0]:
+            ax.set_yticklabels([])
+        ax.tick_params(axis="x", labelrotation=45)
+    return fig
+
+
+# ---------------------------------------------------------------- margins
+
+def margin_figure(margins: pd.DataFrame, order: list[str]) -> Figure:
+    """Violin per member of the clean logit margin z_y − max_{k≠y} z_k (hue: loss)."""
+    order = [m for m in order if m in set(margins["member"])]
+    with sns.axes_style(STYLE):
+        fig = Figure(figsize=(8.0, 0.55 * len(order) + 1.6), layout="constrained")
+        ax = fig.subplots()
+    sns.violinplot(data=margins, y="member", x="margin", hue="loss", order=order, cut=0,
+                   inner="quartile", density_norm="width", linewidth=0.8, ax=ax, dodge=False)
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.set_xlabel("clean logit margin  z_y − max_{k≠y} z_k  (< 0: misclassified)")
+    ax.set_ylabel("")
+    low, high = margins["margin"].quantile([0.005, 0.995])
+    if math.isfinite(low) and math.isfinite(high) and high > low:
+        pad = 0.05 * (high - low)
+        ax.set_xlim(min(low, 0) - pad, high + pad)
+    sns.move_legend(ax, "center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize="small", title="loss")
+    return fig

@@ -1,0 +1,75 @@
+"""The paper presets run end to end on tiny files in the real formats (slow)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import robench.train.trainer as trainer
+from fileformats import write_cifar, write_idx_set, write_imagenet32
+from robench.presets import train_spec
+from robench.train.members import train_zoo
+from robench.train.schedules import step_decay_lr
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _lr_log(monkeypatch) -> list[float]:
+    seen: list[float] = []
+    real = trainer.RMSPropTF.set_lr
+    monkeypatch.setattr(trainer.RMSPropTF, "set_lr", lambda self, lr: (seen.append(lr), real(self, lr)))
+    return seen
+
+
+def _zoo(tmp_path: Path, dataset: str) -> Path:
+    zoo_dir = tmp_path / "zoo"
+    zoo_dir.mkdir()
+    (zoo_dir / f"{dataset}.toml").write_text((REPO / "zoo" / f"{dataset}.toml").read_text())
+    return zoo_dir
+
+
+def test_paper_schedules_match_the_paper():
+    mnist = train_spec("mnist", "paper", "ce")
+    assert (mnist.lr, mnist.lr_decay, mnist.epochs, mnist.batch_size, mnist.augment) == (0.01, 1.0, 18, 256, False)
+    assert train_spec("mnist", "paper", "hinge").epochs == 30
+    cifar = train_spec("cifar10", "paper", "1toN")
+    assert (cifar.lr, cifar.lr_decay, cifar.lr_decay_steps, cifar.epochs, cifar.augment) == (0.1, 0.5, 6000, 60, True)
+    assert train_spec("cifar10", "paper", "hinge").epochs == 100
+    assert [step_decay_lr(0.1, 0.5, s, 0, 6000, 0) for s in (0, 5999, 6000, 12000)] == [0.1, 0.1, 0.05, 0.025]
+    imnet = train_spec("imagenet32", "paper", "ce")
+    assert (imnet.lr, imnet.momentum, imnet.lr_decay, imnet.lr_decay_epochs, imnet.epochs) == (0.01, 0.9, 0.2, 10, 25)
+    assert train_spec("imagenet32", "paper", "hinge").epochs == 30
+
+
+@pytest.mark.slow
+def test_mnist_paper_preset_end_to_end(tmp_path, monkeypatch):
+    write_idx_set(tmp_path / "data" / "MNIST" / "raw", gz=True, n_train=60, n_test=20)
+    lrs = _lr_log(monkeypatch)
+    cards = train_zoo("mnist", "paper", ["ce", "hinge"], [0], _zoo(tmp_path, "mnist"), "cpu", tmp_path / "data")
+    by_loss = {c["loss"]["name"]: c for c in cards}
+    assert by_loss["ce"]["epochs"] == 18 and by_loss["hinge"]["epochs"] == 30
+    assert by_loss["ce"]["num_train"] == 54 and by_loss["ce"]["steps"] == 18  # batch = the 54 images
+    assert set(lrs) == {0.01}
+
+
+@pytest.mark.slow
+def test_cifar10_paper_preset_end_to_end(tmp_path, monkeypatch):
+    write_cifar(tmp_path / "data", per_batch=12, n_test=10)
+    lrs = _lr_log(monkeypatch)
+    torch.set_num_threads(2)
+    [card] = train_zoo("cifar10", "paper", ["1toN-sym-d4-s0"], None, _zoo(tmp_path, "cifar10"), "cpu", tmp_path / "data")
+    assert card["architecture"] == "wrn-28-2" and card["head"] == "unit" and card["epochs"] == 60
+    assert card["train"]["augment"] is True and card["train"]["lr_decay_steps"] == 6000
+    assert len(lrs) == 60 and set(lrs) == {0.1}  # 60 steps < 6,000: no decay yet
+
+
+@pytest.mark.slow
+def test_imagenet32_paper_preset_end_to_end(tmp_path, monkeypatch):
+    write_imagenet32(tmp_path / "data", per_file=4, n_val=8)
+    lrs = _lr_log(monkeypatch)
+    torch.set_num_threads(2)
+    [card] = train_zoo("imagenet32", "paper", ["ce-s0"], None, _zoo(tmp_path, "imagenet32"), "cpu", tmp_path / "data")
+    assert card["num_classes"] == 1000 and card["epochs"] == 25 and card["train"]["momentum"] == 0.9
+    assert lrs == [pytest.approx(0.01 * 0.2 ** (e // 10)) for e in range(25)]  # ×0.2 every 10 epochs

@@ -1,0 +1,375 @@
+"""Reports: tables, claims, figures, the HTML page and partial results, on a small fixed
+set of synthetic result rows and a zoo of three untrained digits-cnn members."""
+
+from __future__ import annotations
+
+import csv
+import math
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import stats as scipy_stats
+
+from robench.models import create_model
+from robench.report import write_report
+from robench.report.claims import CONTRADICTED, INCONCLUSIVE, SUPPORTED, verdict
+from robench.report.tables import fmt_eps
+from robench.zoo import save_member
+
+DATASET = "digits"
+N = 100
+EPS = (0.0, 0.1, 0.2)
+ATTACKS = ("fgsm", "ifgsm")
+# name -> (loss, bound, delta, head, seed, clean accuracy)
+MEMBERS = {
+    "ce-s0": ("ce", "sym", 1.0, "linear", 0, 0.95),
+    "hinge-d1-s0": ("hinge", "sym", 1.0, "linear", 0, 0.93),
+    "1toN-zero-d1-s0": ("1toN", "zero", 1.0, "unit", 0, 0.94),
+}
+ATTACKERS = {"ce-s1": 1, "ce-s2": 2}
+# accuracy drop per unit of ε: white-box per (member, attack); black-box per (attacker, member, attack)
+WB_RATE = {("ce-s0", "fgsm"): 3.0, ("ce-s0", "ifgsm"): 4.0, ("hinge-d1-s0", "fgsm"): 2.0,
+           ("hinge-d1-s0", "ifgsm"): 2.5, ("1toN-zero-d1-s0", "fgsm"): 2.5, ("1toN-zero-d1-s0", "ifgsm"): 3.0}
+BB_RATE = {
+    ("ce-s1", "ce-s0"): (2.0, 2.5), ("ce-s1", "hinge-d1-s0"): (3.0, 3.5), ("ce-s1", "1toN-zero-d1-s0"): (1.0, 1.5),
+    ("ce-s2", "ce-s0"): (2.4, 3.0), ("ce-s2", "hinge-d1-s0"): (1.0, 1.2), ("ce-s2", "1toN-zero-d1-s0"): (1.2, 1.5),
+}
+# experiments: (setting -> member -> accuracy per repeat)
+GEN = {0.1: {"ce-s0": (0.60, 0.55, 0.65), "hinge-d1-s0": (0.58, 0.60, 0.61), "1toN-zero-d1-s0": (0.65, 0.61, 0.69)},
+       1.0: {"ce-s0": (0.95, 0.96, 0.94), "hinge-d1-s0": (0.94, 0.95, 0.95), "1toN-zero-d1-s0": (0.95, 0.95, 0.96)}}
+NOISE = {0.0: {"ce-s0": (0.95, 0.96, 0.94), "hinge-d1-s0": (0.93, 0.92, 0.94), "1toN-zero-d1-s0": (0.96, 0.95, 0.95)},
+         0.8: {"ce-s0": (0.50, 0.45, 0.55), "hinge-d1-s0": (0.30, 0.50, 0.40), "1toN-zero-d1-s0": (0.40, 0.37, 0.43)}}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# ---------------------------------------------------------------- fixture data
+
+def _correct(clean: float, rate: float, eps: float) -> int:
+    return round(N * (clean - rate * eps))
+
+
+def _attack_row(experiment, attacker, defender, attack, eps, correct, attacker_seed) -> dict:
+    loss, bound, delta, head, seed, clean = MEMBERS[defender]
+    return {
+        "experiment": experiment, "dataset": DATASET, "attacker": attacker, "defender": defender,
+        "attack": attack, "attack_loss": "ce", "backend": "native", "eps": eps, "steps": 1,
+        "step_size": eps, "n": N, "correct": correct, "accuracy": correct / N,
+        "clean_correct": round(N * clean), "clean_accuracy": round(N * clean) / N, "repeat": 0,
+        "num_classes": 10, "defender_loss": loss, "defender_bound": bound, "defender_delta": delta,
+        "defender_head": head, "attacker_loss": "ce", "attacker_seed": attacker_seed, "defender_seed": seed,
+        "attacker_sha256": "a" * 64, "defender_sha256": "d" * 64, "split_hash": "s" * 64,
+        "robench_version": "0.1.0", "torch_version": "2.x", "timestamp": "2026-01-01T00:00:00Z",
+    }
+
+
+def attack_rows() -> list[dict]:
+    rows = []
+    for defender, spec in MEMBERS.items():
+        for attack in ATTACKS:
+            for eps in EPS:
+                correct = _correct(spec[5], WB_RATE[(defender, attack)], eps)
+                rows.append(_attack_row("whitebox", defender, defender, attack, eps, correct, spec[4]))
+    for attacker, seed in ATTACKERS.items():
+        for defender, spec in MEMBERS.items():
+            for i, attack in enumerate(ATTACKS):
+                for eps in EPS:
+                    correct = _correct(spec[5], BB_RATE[(attacker, defender)][i], eps)
+                    rows.append(_attack_row("blackbox", attacker, defender, attack, eps, correct, seed))
+    sanity = _attack_row("sanity", "ce-s0", "ce-s0", "ifgsm", 1.0, 3, 0)
+    return rows + [sanity]
+
+
+def experiment_rows(experiment: str, table: dict) -> list[dict]:
+    rows = []
+    for setting, members in table.items():
+        for member, accuracies in members.items():
+            loss, bound, delta, head, seed, _ = MEMBERS[member]
+            for repeat, acc in enumerate(accuracies):
+                rows.append({
+                    "experiment": experiment, "dataset": DATASET,
+                    "setting_name": "fraction" if experiment == "generalization" else "rate",
+                    "setting": setting, "repeat": repeat, "member": member, "model": f"{member}-x-r{repeat}",
+                    "loss": loss, "bound": bound if loss == "1toN" else "", "delta": "" if loss == "ce" else delta,
+                    "head": head, "num_train": 100, "num_flipped": "", "num_test": 360, "test_accuracy": acc,
+                    "stop_reason": "epochs", "epochs": 3, "steps": 9, "weights_sha256": "w" * 64,
+                    "split_hash": "s" * 64, "seed": seed, "train_seed": repeat, "preset": "quick",
+                    "versions": '{"robench":"0.1.0","torch":"2.x"}',
+                })
+    return rows
+
+
+FLAGS = [
+    {"flag": "monotone_in_eps", "passed": "True", "scope": "fgsm/ce/native ce-s0 -> ce-s0", "detail": "3 eps values"},
+    {"flag": "eps0_is_clean", "passed": "True", "scope": "fgsm/ce/native ce-s0 -> ce-s0", "detail": "ok"},
+    {"flag": "whitebox_not_above_transfer", "passed": "False", "scope": "fgsm/ce/native ce-s1 -> hinge-d1-s0 eps 0.1",
+     "detail": "white-box 0.7300, transfer 0.6300"},
+    {"flag": "large_eps_to_chance", "passed": "True", "scope": "ifgsm/ce/native ce-s0 eps 1", "detail": "ok"},
+]
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def make_zoo(zoo_dir: Path) -> None:
+    """Three untrained digits-cnn members saved as real zoo members (weights + card)."""
+    for i, (name, (loss, bound, delta, head, seed, clean)) in enumerate(MEMBERS.items()):
+        torch.manual_seed(i)
+        model = create_model("digits-cnn", 10, head, (0.3,), (0.37,))
+        card = {
+            "name": name, "dataset": DATASET, "architecture": "digits-cnn", "head": head,
+            "loss": {"name": loss, "bound": bound, "delta": delta}, "train": {"epochs": 3, "lr": 0.001, "batch_size": 256},
+            "seed": seed, "split_hash": "s" * 64, "num_train": 1293, "num_classes": 10, "mean": [0.3], "std": [0.37],
+            "clean_test_accuracy": clean, "val_accuracy": clean - 0.01, "epochs": 3, "steps": 15,
+            "stop_reason": "epochs", "versions": {"robench": "0.1.0", "torch": "2.x"},
+        }
+        save_member(zoo_dir / DATASET / name, model, card)
+
+
+def make_results(results_dir: Path, noise: bool = True) -> None:
+    _write_csv(results_dir / "attacks.csv", attack_rows())
+    _write_csv(results_dir / "generalization.csv", experiment_rows("generalization", GEN))
+    if noise:
+        _write_csv(results_dir / "noise.csv", experiment_rows("noise", NOISE))
+    _write_csv(results_dir / "flags.csv", FLAGS)
+
+
+@pytest.fixture(scope="module")
+def zoo_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("zoo")
+    make_zoo(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory, zoo_dir) -> Path:
+    """The full report of the fixture results (margins included), written once."""
+    root = tmp_path_factory.mktemp("report")
+    make_results(root / "results")
+    torch.set_num_threads(1)
+    return write_report(DATASET, root / "results", zoo_dir, root / "out")
+
+
+def table(report: Path, name: str) -> pd.DataFrame:
+    return pd.read_csv(report.parent / "tables" / f"{name}.csv", keep_default_na=True)
+
+
+# ---------------------------------------------------------------- expected values by hand
+
+def t_interval(values) -> tuple[float, float, float]:
+    x = np.asarray(values, dtype=float)
+    half = scipy_stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+    return x.mean(), x.mean() - half, x.mean() + half
+
+
+def acc_of(mode, attacker, defender, attack, eps) -> float:
+    spec = MEMBERS[defender]
+    rate = WB_RATE[(defender, attack)] if mode == "whitebox" else BB_RATE[(attacker, defender)][ATTACKS.index(attack)]
+    return _correct(spec[5], rate, eps) / N
+
+
+def blackbox_sample(member: str) -> list[float]:
+    return [acc_of("blackbox", a, member, t, e) - acc_of("blackbox", a, "ce-s0", t, e)
+            for a in ATTACKERS for t in ATTACKS for e in EPS if e > 0]
+
+
+# ---------------------------------------------------------------- tables
+
+def test_output_layout(report):
+    out = report.parent
+    assert report.name == "index.html" and (out / "report.md").exists()
+    for name in ("clean_accuracy", "whitebox", "blackbox", "matrix", "generalization", "noise", "claims",
+                 "flags", "margins"):
+        assert (out / "tables" / f"{name}.csv").stat().st_size > 0, name
+        assert (out / "tables" / f"{name}.md").read_text().startswith(("|", "###")), name
+    leftovers = [p.name for p in out.rglob("*") if p.name.endswith(".tmp")]
+    assert not leftovers
+
+
+def test_clean_accuracy_table_from_cards(report):
+    clean = table(report, "clean_accuracy").set_index("member")
+    assert list(clean.index) == list(MEMBERS)  # ce, hinge, 1toN order
+    for name, spec in MEMBERS.items():
+        assert clean.loc[name, "clean_test_accuracy"] == pytest.approx(spec[5])
+        assert clean.loc[name, "loss"] == spec[0] and clean.loc[name, "head"] == spec[3]
+
+
+@pytest.mark.parametrize("mode", ["whitebox", "blackbox"])
+def test_attack_tables_hold_every_cell(report, mode):
+    long = table(report, mode)
+    expected = 3 * 2 * 3 * (1 if mode == "whitebox" else 2)
+    assert len(long) == expected and (long["eps"] <= 0.2).all()  # the sanity row (ε = 1) stays out
+    for row in long.itertuples():
+        assert row.accuracy == pytest.approx(acc_of(mode, row.attacker, row.defender, row.attack, row.eps))
+    md = (report.parent / "tables" / f"{mode}.md").read_text()
+    assert "ε=0.1" in md and "ε=0.2" in md
+
+
+def test_matrix_table(report):
+    long = table(report, "matrix")
+    assert len(long) == 2 * 3 * 2 * 3  # 2 attackers × 3 defenders × 2 attacks × 3 ε (no diagonal here)
+    assert set(long["attacker"]) == set(ATTACKERS)
+    md = (report.parent / "tables" / "matrix.md").read_text()
+    assert md.count("### ") == 2 * 3 and "### ifgsm, ε = 0.2" in md
+
+
+@pytest.mark.parametrize("experiment,data", [("generalization", GEN), ("noise", NOISE)])
+def test_experiment_summaries(report, experiment, data):
+    summary = table(report, experiment)
+    assert len(summary) == 2 * 3
+    for row in summary.itertuples():
+        values = data[row.setting][row.member]
+        mean, low, high = t_interval(values)
+        assert (row.n, row.mean, row.ci_low, row.ci_high) == (3, pytest.approx(mean), pytest.approx(low),
+                                                               pytest.approx(high))
+        diffs = np.subtract(values, data[row.setting]["ce-s0"])
+        if row.member == "ce-s0":
+            assert row.diff_vs_ce == 0
+        else:
+            d_mean, d_low, d_high = t_interval(diffs)
+            assert (row.diff_vs_ce, row.diff_ci_low, row.diff_ci_high) == (
+                pytest.approx(d_mean), pytest.approx(d_low), pytest.approx(d_high))
+
+
+# ---------------------------------------------------------------- claims
+
+def test_claims_verdicts_follow_the_intervals(report):
+    claims = table(report, "claims").set_index("claim")
+    claims.index = claims.index.astype(str)
+    expected = {
+        "1": t_interval(np.subtract(GEN[0.1]["1toN-zero-d1-s0"], GEN[0.1]["ce-s0"])),
+        "2": t_interval(np.subtract(NOISE[0.8]["1toN-zero-d1-s0"], NOISE[0.8]["ce-s0"])),
+        "3a": t_interval(blackbox_sample("hinge-d1-s0")),
+        "3b": t_interval(blackbox_sample("1toN-zero-d1-s0")),
+        "4": t_interval([acc_of("whitebox", m, m, t, e) - acc_of("whitebox", "hinge-d1-s0", "hinge-d1-s0", t, e)
+                         for m in ["1toN-zero-d1-s0"] for t in ATTACKS for e in EPS if e > 0]),
+    }
+    for key, (mean, low, high) in expected.items():
+        row = claims.loc[key]
+        assert (row["difference"], row["ci_low"], row["ci_high"]) == (
+            pytest.approx(mean), pytest.approx(low), pytest.approx(high)), key
+        assert row["verdict"] == (SUPPORTED if low > 0 else CONTRADICTED if high < 0 else INCONCLUSIVE), key
+    # the fixture builds each outcome at least once
+    assert claims.loc["1", "verdict"] == SUPPORTED and claims.loc["3b", "verdict"] == SUPPORTED
+    assert claims.loc["2", "verdict"] == CONTRADICTED and claims.loc["4", "verdict"] == CONTRADICTED
+    assert claims.loc["3a", "verdict"] == INCONCLUSIVE and "contains 0" in claims.loc["3a", "reason"]
+    for key in ("5", "6"):  # no zero/sym pair, no 1toN+ce member
+        assert claims.loc[key, "verdict"] == INCONCLUSIVE and claims.loc[key, "n"] == 0
+        assert claims.loc[key, "reason"].startswith("no data")
+
+
+def test_verdict_rules():
+    assert verdict(5, 0.01, 0.2) == (SUPPORTED, "95 % CI entirely above 0")
+    assert verdict(5, -0.2, -0.01)[0] == CONTRADICTED
+    assert verdict(5, -0.1, 0.1) == (INCONCLUSIVE, "95 % CI contains 0")
+    assert verdict(1, math.nan, math.nan)[1].startswith("too little data")
+    assert verdict(0, math.nan, math.nan, "run x")[1] == "no data: run x"
+
+
+# ---------------------------------------------------------------- figures and pages
+
+def test_figures_are_png_and_svg(report):
+    figures = report.parent / "figures"
+    for name in ("generalization", "noise", "blackbox", "whitebox", "matrix", "margins"):
+        png = (figures / f"{name}.png").read_bytes()
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000, name
+        root = ET.parse(figures / f"{name}.svg").getroot()
+        assert root.tag.endswith("svg"), name
+
+
+class _Collector(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images, self.ids, self.text = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs.get("src", ""))
+        if tag in ("link", "script"):
+            raise AssertionError(f"external resource <{tag}> in a self-contained page")
+        if "id" in attrs:
+            self.ids.append(attrs["id"])
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_html_is_self_contained(report):
+    parser = _Collector()
+    parser.feed(report.read_text(encoding="utf-8"))
+    parser.close()
+    assert len(parser.images) == 6
+    for src in parser.images:
+        assert src.startswith("data:image/png;base64,") or (report.parent / src).exists()
+    assert {"claims", "flags", "clean", "generalization", "noise", "blackbox", "whitebox", "matrix",
+            "protocol"} <= set(parser.ids)
+    text = " ".join(parser.text)
+    assert "supported" in text and "contradicted" in text and "inconclusive" in text
+    assert "torch" in text and "split hash" in text
+
+
+def test_markdown_links_existing_figures(report):
+    md = (report.parent / "report.md").read_text()
+    links = [line.split("](")[1].rstrip(")") for line in md.splitlines() if line.startswith("![")]
+    assert len(links) == 6 and all((report.parent / link).exists() for link in links)
+    assert "## Claims of the paper" in md and "## Validity flags" in md
+
+
+def test_flags_failures_first(report):
+    flags = table(report, "flags")
+    assert list(flags["passed"]) == [False, True, True, True]
+    assert flags.loc[0, "flag"] == "whitebox_not_above_transfer"
+    page = report.read_text()
+    assert page.index("Failed checks") < page.index("Every check")
+
+
+# ---------------------------------------------------------------- partial and empty results
+
+def test_partial_results_say_what_is_missing(tmp_path, zoo_dir):
+    make_results(tmp_path / "results", noise=False)
+    (tmp_path / "results" / "flags.csv").unlink()
+    index = write_report(DATASET, tmp_path / "results", zoo_dir, tmp_path / "out", margins=False)
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert f"no noise results: run `robench experiment noise --dataset {DATASET}`" in md
+    assert "no noise results: run <code>robench experiment noise" in index.read_text()
+    claims = pd.read_csv(tmp_path / "out" / "tables" / "claims.csv").set_index("claim")
+    assert claims.loc["2", "verdict"] == INCONCLUSIVE and "robench experiment noise" in claims.loc["2", "reason"]
+    assert not (tmp_path / "out" / "figures" / "noise.png").exists()
+
+
+def test_nothing_run_still_writes_a_page(tmp_path):
+    index = write_report(DATASET, tmp_path / "nowhere", tmp_path / "nozoo", tmp_path / "out", margins=False)
+    page = index.read_text()
+    assert "Nothing has been run" in page and f"robench run --dataset {DATASET}" in page
+    assert f"robench train zoo --dataset {DATASET}" in page
+    parser = _Collector()
+    parser.feed(page)
+    assert parser.images == []
+
+
+def test_matrix_eps_off_grid_picks_the_nearest(tmp_path, zoo_dir):
+    make_results(tmp_path / "results")
+    index = write_report(DATASET, tmp_path / "results", zoo_dir, tmp_path / "out", matrix_eps=0.17,
+                         margins=False)
+    assert "ε = 0.17 is not on the grid; showing the nearest, ε = 0.2" in index.read_text()
+
+
+def test_fmt_eps():
+    assert fmt_eps(0.15) == "0.15" and fmt_eps(0.2) == "0.2" and fmt_eps(8 / 255) == "8/255" and fmt_eps(0) == "0"
