@@ -40,6 +40,13 @@ def _common(p: argparse.ArgumentParser, dataset_required: bool = True) -> None:
 
 # --- commands -------------------------------------------------------------------------
 
+def cmd_run(args: argparse.Namespace) -> None:
+    from robench.pipeline import run_pipeline
+
+    index = run_pipeline(args.dataset, args.preset, args.zoo_dir, args.data_root, args.reports_dir, args.device)
+    _emit(f"report: {index}")
+
+
 def cmd_train_zoo(args: argparse.Namespace) -> None:
     from robench.train.members import train_zoo
     from robench.zoo_table import format_zoo_table
@@ -94,6 +101,24 @@ def cmd_attack(args: argparse.Namespace) -> None:
     _emit("\nvalidity flags:\n" + summarize_flags(flags))
 
 
+def cmd_experiment(args: argparse.Namespace) -> None:
+    from robench.experiments import format_summary, run_generalization, run_noise, summarize
+
+    run = run_generalization if args.experiment == "generalization" else run_noise
+    rows = run(args.dataset, args.preset, args.members, args.zoo_dir, args.results_dir,
+               args.device, args.data_root, args.force)
+    _emit(format_summary(summarize(rows)))
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from robench.report import write_report
+
+    results_dir = args.results_dir or Path("reports") / args.dataset / "results"
+    out = args.out or Path("reports") / args.dataset
+    index = write_report(args.dataset, results_dir, args.zoo_dir, out, args.matrix_eps, args.data_root)
+    _emit(str(index))
+
+
 def _positive_int(value: str) -> int:
     try:
         number = int(value)
@@ -124,6 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="robench", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="the whole pipeline: zoo, attacks, experiments, report (resumable)")
+    _common(run, dataset_required=False)
+    run.add_argument("--dataset", default="digits", help="dataset name (default digits, built in)")
+    run.add_argument("--preset", default="quick", help="paper | quick (default quick)")
+    run.add_argument("--reports-dir", type=Path, default=Path("reports"), help="default ./reports")
+    run.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    run.set_defaults(func=cmd_run)
 
     train = sub.add_parser("train", help="train models").add_subparsers(dest="what", required=True)
     tz = train.add_parser("zoo", help="train a dataset's zoo (skips trained members, resumes killed ones)")
@@ -161,6 +194,23 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--device", default="auto", help="auto | cpu | cuda")
     at.add_argument("--force", action="store_true", help="recompute cells already stored")
     at.set_defaults(func=cmd_attack)
+
+    ex = sub.add_parser("experiment", help="the paper's generalization or noisy-label experiment")
+    ex.add_argument("experiment", choices=("generalization", "noise"))
+    _common(ex)
+    ex.add_argument("--preset", default="quick", help="paper | quick (default quick)")
+    ex.add_argument("--members", type=_csv, help="comma-separated member or loss names (default: the zoo definition)")
+    ex.add_argument("--results-dir", type=Path, help="default reports/<dataset>/results")
+    ex.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    ex.add_argument("--force", action="store_true", help="recompute cells already stored")
+    ex.set_defaults(func=cmd_experiment)
+
+    rp = sub.add_parser("report", help="tables, figures, claims and flags as index.html and report.md")
+    _common(rp)
+    rp.add_argument("--results-dir", type=Path, help="default reports/<dataset>/results")
+    rp.add_argument("--out", type=Path, help="default reports/<dataset>")
+    rp.add_argument("--matrix-eps", type=float, help="ε of the attacker × defender heatmap (default: mid-grid)")
+    rp.set_defaults(func=cmd_report)
 
     data = sub.add_parser("data", help="which datasets are present")
     data.add_argument("action", choices=("list", "check"))

@@ -373,3 +373,14 @@ def test_matrix_eps_off_grid_picks_the_nearest(tmp_path, zoo_dir):
 
 def test_fmt_eps():
     assert fmt_eps(0.15) == "0.15" and fmt_eps(0.2) == "0.2" and fmt_eps(8 / 255) == "8/255" and fmt_eps(0) == "0"
+
+
+def test_foreign_csv_is_reported_not_fatal(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "attacks.csv").write_text("a,b\n1,2\n")
+    (results / "noise.csv").write_text("")
+    index = write_report(DATASET, results, tmp_path / "nozoo", tmp_path / "out", margins=False)
+    page = index.read_text()
+    assert "Unreadable input: attacks.csv lacks the columns" in page
+    assert "no white-box results" in page

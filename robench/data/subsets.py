@@ -40,7 +40,7 @@ def generalization_subset(num_train: int, fraction: float, repeat: int, seed: in
     fraction)`` images drawn without replacement, reproducible from ``(fraction, repeat,
     seed)`` and independent of the loss. ``fraction`` 1.0 is the whole split."""
     if num_train < 1:
-        raise UserError(f"the training split is empty; cannot draw a subset of it")
+        raise UserError("the training split is empty; cannot draw a subset of it")
     if not 0 < fraction <= 1:
         raise UserError(f"subset fraction must be in (0, 1], got {fraction!r}")
     if repeat < 0:

@@ -31,10 +31,11 @@ SANITY = "sanity"
 
 def _typed(row: dict[str, Any]) -> dict[str, Any]:
     out = dict(row)
-    for key in ("eps", "accuracy", "clean_accuracy"):
-        out[key] = float(row[key])
+    out["eps"] = float(row["eps"])
     for key in ("correct", "clean_correct", "n", "num_classes"):
         out[key] = int(float(row[key]))
+    out["accuracy"] = out["correct"] / out["n"]  # flags judge the counts themselves
+    out["clean_accuracy"] = out["clean_correct"] / out["n"]
     return out
 
 

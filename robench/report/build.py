@@ -297,16 +297,16 @@ CHOICES = (
 def _versions(ctx: Context) -> pd.DataFrame:
     """robench / torch versions, preset and split hash per result source."""
     res, out = ctx.results, []
-    a = res.attacks
-    if not a.empty:
-        for (rv, tv, split), group in a.groupby(["robench_version", "torch_version", "split_hash"]):
+    a, keys = res.attacks, ["robench_version", "torch_version", "split_hash"]
+    if not a.empty and set(keys) <= set(a.columns):
+        for (rv, tv, split), group in a.groupby(keys):
             out.append({"source": "attacks.csv", "rows": len(group), "robench": rv, "torch": tv,
                         "preset": "", "split hash": split[:16]})
     for name, rows in res.experiments.items():
-        if rows.empty:
+        if rows.empty or not {"versions", "preset", "split_hash"} <= set(rows.columns):
             continue
         for (ver, preset, split), group in rows.groupby(["versions", "preset", "split_hash"]):
-            v = json.loads(ver) if ver else {}
+            v = _json(ver)
             out.append({"source": f"{name}.csv", "rows": len(group), "robench": v.get("robench", ""),
                         "torch": v.get("torch", ""), "preset": preset, "split hash": split[:16]})
     for card in res.cards:
@@ -315,6 +315,14 @@ def _versions(ctx: Context) -> pd.DataFrame:
                     "torch": v.get("torch", ""), "preset": _card_preset(card),
                     "split hash": str(card.get("split_hash", ""))[:16]})
     return pd.DataFrame(out, columns=["source", "rows", "robench", "torch", "preset", "split hash"])
+
+
+def _json(text: str) -> dict:
+    try:
+        value = json.loads(text) if text else {}
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _card_preset(card: dict) -> str:

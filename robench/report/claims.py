@@ -185,9 +185,10 @@ def bound_differences(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 def _modes_sample(attacks: pd.DataFrame, modes: tuple[str, ...], differ: Callable, missing: str) -> Sample:
     parts = [differ(_positive(attacks, mode), CELL_KEYS[mode]) for mode in modes]
-    frame = pd.concat([p for p in parts if not p.empty]) if any(not p.empty for p in parts) else pd.DataFrame(columns=["member", "diff"])
-    if frame.empty:
+    parts = [p for p in parts if not p.empty]
+    if not parts:
         return Sample([], missing=missing)
+    frame = pd.concat(parts)
     return Sample(frame["diff"].astype(float).tolist(), "per member: " + _per_member(frame))
 
 

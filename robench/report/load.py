@@ -24,9 +24,12 @@ from robench.zoo import list_members
 ATTACK_FLOATS = ("eps", "step_size", "accuracy", "clean_accuracy", "defender_delta")
 ATTACK_INTS = ("steps", "n", "correct", "clean_correct", "repeat", "num_classes",
                "attacker_seed", "defender_seed")
+REQUIRED_ATTACK_COLUMNS = ("attacker", "defender", "attack", "eps", "n", "accuracy", "defender_loss",
+                           "attacker_loss")
 EXPERIMENT_FLOATS = ("setting", "delta", "test_accuracy")
 EXPERIMENT_INTS = ("repeat", "num_train", "num_flipped", "num_test", "epochs", "steps", "seed",
                    "train_seed")
+REQUIRED_EXPERIMENT_COLUMNS = ("experiment", "setting", "repeat", "member", "loss", "test_accuracy")
 EXPERIMENT_FILES = {"generalization": "generalization.csv", "noise": "noise.csv"}
 TEXT_COLUMNS = ("attacker", "defender", "attack", "attack_loss", "backend", "experiment",
                 "defender_loss", "defender_bound", "defender_head", "attacker_loss", "member",
@@ -80,8 +83,11 @@ def _read_optional(path: Path, floats, ints, problems: list[str]) -> pd.DataFram
 def load_attacks(path: Path, problems: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(sweep rows, sanity rows) of ``attacks.csv``."""
     frame = _read_optional(path, ATTACK_FLOATS, ATTACK_INTS, problems)
-    if frame.empty:
-        return frame, frame
+    absent = [c for c in REQUIRED_ATTACK_COLUMNS if c not in frame]
+    if frame.empty or absent:
+        if not frame.empty:
+            problems.append(f"{path.name} lacks the columns {', '.join(absent)}; it was not written by robench attack")
+        return pd.DataFrame(), pd.DataFrame()
     if "experiment" not in frame:
         frame["experiment"] = ["whitebox" if a == d else "blackbox"
                                for a, d in zip(frame["attacker"], frame["defender"])]
@@ -97,13 +103,21 @@ def load_flags(path: Path, problems: list[str]) -> pd.DataFrame:
     frame = _read_optional(path, (), (), problems)
     if frame.empty:
         return frame
+    if not {"flag", "passed", "scope", "detail"} <= set(frame.columns):
+        problems.append(f"{path.name} lacks the columns flag, passed, scope, detail")
+        return pd.DataFrame()
     frame["passed"] = frame["passed"].str.strip().str.lower().isin(("true", "1", "yes"))
     return frame.sort_values("passed", kind="stable").reset_index(drop=True)
 
 
 def load_experiment(path: Path, problems: list[str]) -> pd.DataFrame:
     """Rows of ``generalization.csv`` or ``noise.csv``, typed."""
-    return _read_optional(path, EXPERIMENT_FLOATS, EXPERIMENT_INTS, problems)
+    frame = _read_optional(path, EXPERIMENT_FLOATS, EXPERIMENT_INTS, problems)
+    absent = [c for c in REQUIRED_EXPERIMENT_COLUMNS if c not in frame]
+    if not frame.empty and absent:
+        problems.append(f"{path.name} lacks the columns {', '.join(absent)}; it was not written by robench experiment")
+        return pd.DataFrame()
+    return frame
 
 
 def load_cards(zoo_dir: Path, dataset: str, problems: list[str]) -> list[dict[str, Any]]:

@@ -204,6 +204,8 @@ def summary_display(summary: pd.DataFrame) -> pd.DataFrame:
     if summary.empty:
         return pd.DataFrame()
     setting = str(summary["setting_name"].iloc[0] or "setting")
+    ce = summary[summary["loss"] == "ce"].groupby("setting")["member"].first()  # summarize's reference
+    reference = [ce.get(s) == m for s, m in zip(summary["setting"], summary["member"])]
     return pd.DataFrame({
         setting: [f"{s:g}" for s in summary["setting"]],
         "member": summary["member"],
@@ -211,9 +213,10 @@ def summary_display(summary: pd.DataFrame) -> pd.DataFrame:
         "repeats": summary["n"].astype(str),
         "accuracy mean [95% CI]": [interval(m, lo, hi) for m, lo, hi in
                                    zip(summary["mean"], summary["ci_low"], summary["ci_high"])],
-        "member − ce [95% CI], paired": [interval(m, lo, hi, signed=True) if n else DASH for m, lo, hi, n in
-                                         zip(summary["diff_vs_ce"], summary["diff_ci_low"],
-                                             summary["diff_ci_high"], summary["n_pairs"])],
+        "member − ce [95% CI], paired": [
+            "(reference)" if ref else interval(m, lo, hi, signed=True) if n else DASH
+            for m, lo, hi, n, ref in zip(summary["diff_vs_ce"], summary["diff_ci_low"], summary["diff_ci_high"],
+                                         summary["n_pairs"], reference)],
     })
 
 

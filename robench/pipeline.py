@@ -1,0 +1,54 @@
+"""``robench run``: the whole pipeline for one dataset — train the zoo, white-box and
+black-box attacks, both experiments, the report. Every stage skips what is already on
+disk, so a killed run resumes where it stopped when the same command is run again."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Callable
+
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+
+STAGES = ("train zoo", "white-box attacks", "black-box matrix", "generalization", "noise", "report")
+
+
+def run_pipeline(
+    dataset: str = "digits",
+    preset: str = "quick",
+    zoo_dir: Path = Path("zoo"),
+    data_root: Path = Path("data"),
+    reports_dir: Path = Path("reports"),
+    device: str = "auto",
+) -> Path:
+    """Run every stage for ``dataset``; returns the report's ``index.html``."""
+    from robench.evaluate.attack_runner import AttackPlan, run_attacks
+    from robench.experiments import run_generalization, run_noise
+    from robench.report import write_report
+    from robench.train.members import train_zoo
+
+    out = Path(reports_dir) / dataset
+    results = out / "results"
+    stages: dict[str, Callable[[], object]] = {
+        "train zoo": lambda: train_zoo(dataset, preset, zoo_dir=zoo_dir, device=device, data_root=data_root),
+        "white-box attacks": lambda: run_attacks(dataset, AttackPlan("whitebox"), zoo_dir, results, device, data_root),
+        "black-box matrix": lambda: run_attacks(dataset, AttackPlan("blackbox", attacker="all"), zoo_dir, results,
+                                                device, data_root),
+        "generalization": lambda: run_generalization(dataset, preset, None, zoo_dir, results, device, data_root),
+        "noise": lambda: run_noise(dataset, preset, None, zoo_dir, results, device, data_root),
+        "report": lambda: write_report(dataset, results, zoo_dir, out, None, data_root),
+    }
+    index = out / "index.html"
+    with tqdm(total=len(STAGES), desc=f"robench run {dataset}", unit="stage", disable=None) as bar:
+        for name in STAGES:
+            bar.set_postfix_str(name)
+            start = time.perf_counter()
+            value = stages[name]()
+            log.info("%s done in %.1f s", name, time.perf_counter() - start)
+            if name == "report":
+                index = Path(value)
+            bar.update(1)
+    return index

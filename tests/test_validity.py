@@ -1,0 +1,83 @@
+"""Validity flags on hand-made result rows: each passes and fails when it should."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from robench.evaluate.validity import FLAGS, chance_bound, compute_flags, summarize_flags, write_flags
+
+
+def _row(attacker, defender, attack, eps, correct, clean=90, n=100, experiment=None, k=10):
+    return {
+        "experiment": experiment or ("whitebox" if attacker == defender else "blackbox"),
+        "attacker": attacker, "defender": defender, "attack": attack, "attack_loss": "ce",
+        "backend": "native", "eps": eps, "correct": correct, "accuracy": correct / n,
+        "clean_correct": clean, "clean_accuracy": clean / n, "n": n, "num_classes": k,
+    }
+
+
+def _sound_rows():
+    rows = []
+    for attack, counts in (("fgsm", (90, 60, 40)), ("ifgsm", (90, 50, 20))):
+        rows += [_row("a", "a", attack, e, c) for e, c in zip((0.0, 0.1, 0.2), counts)]
+        rows += [_row("b", "a", attack, e, c + 10 * (e > 0)) for e, c in zip((0.0, 0.1, 0.2), counts)]
+    rows.append(_row("a", "a", "ifgsm", 1.0, 5, experiment="sanity"))
+    return rows
+
+
+def _failed(rows):
+    return {f["flag"] for f in compute_flags(rows) if not f["passed"]}
+
+
+def test_sound_results_pass_every_flag():
+    flags = compute_flags(_sound_rows())
+    assert {f["flag"] for f in flags} == set(FLAGS)
+    assert all(f["passed"] for f in flags)
+
+
+def test_accuracy_rising_with_eps_fails_monotone():
+    rows = _sound_rows()
+    rows[2]["correct"] = 70  # fgsm a->a at eps 0.2 above eps 0.1 (60)
+    assert "monotone_in_eps" in _failed(rows)
+
+
+def test_eps0_differing_from_clean_fails():
+    rows = _sound_rows()
+    rows[0]["correct"] = 89
+    assert "eps0_is_clean" in _failed(rows)
+
+
+def test_ifgsm_above_fgsm_fails():
+    rows = _sound_rows()
+    whitebox_ifgsm = [r for r in rows if r["attacker"] == r["defender"] == "a" and r["attack"] == "ifgsm"]
+    whitebox_ifgsm[1]["correct"] = 65  # eps 0.1: white-box FGSM has 60
+    assert "ifgsm_not_above_fgsm" in _failed(rows)
+
+
+def test_transfer_stronger_than_whitebox_fails():
+    rows = _sound_rows()
+    transfer = [r for r in rows if r["attacker"] == "b" and r["attack"] == "fgsm" and r["eps"] == 0.1][0]
+    transfer["correct"] = 30  # white-box fgsm at 0.1 is 60
+    assert "whitebox_not_above_transfer" in _failed(rows)
+
+
+def test_large_eps_above_chance_fails():
+    rows = _sound_rows()
+    rows[-1]["correct"] = 30  # 0.30 > 0.1 + 3·0.03
+    assert _failed(rows) == {"large_eps_to_chance"}
+    assert chance_bound(10, 100) == pytest.approx(0.1 + 3 * 0.03)
+
+
+def test_failures_first_and_written(tmp_path):
+    rows = _sound_rows()
+    rows[0]["correct"] = 89
+    flags = compute_flags(rows)
+    assert not flags[0]["passed"] and all(f["passed"] for f in flags[1:])
+    write_flags(tmp_path / "flags.csv", flags)
+    with open(tmp_path / "flags.csv") as f:
+        stored = list(csv.DictReader(f))
+    assert len(stored) == len(flags) and stored[0]["passed"] == "False"
+    text = summarize_flags(flags)
+    assert "FAILED eps0_is_clean" in text
