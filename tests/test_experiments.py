@@ -188,6 +188,16 @@ def test_plans_and_specs():
         plan_for("generalization", "slow", "digits")
 
 
+def test_experiment_data_drops_validation_and_samples_the_test_split(digits):
+    plan = ExperimentPlan("noise", "quick", (0.0,), 1, test_samples=100)
+    data = common.experiment_data(digits, plan)
+    assert len(data.val) == 0 and len(data.test) == 100 and data.split_hash == digits.split_hash
+    test_images = {bytes(x.numpy().tobytes()) for x in digits.test.x}
+    assert all(bytes(x.numpy().tobytes()) in test_images for x in data.test.x)
+    assert torch.equal(common.experiment_data(digits, plan).test.y, data.test.y)  # fixed
+    assert len(common.experiment_data(digits, TINY["generalization"]).test) == len(digits.test)
+
+
 def test_one_member_per_distinct_loss():
     members = experiment_members("digits", ZOO_TOML.parent)
     names = [m.name for m in members]
@@ -248,7 +258,7 @@ def test_every_loss_sees_the_same_training_data(tiny, run):
     assert all(call["spec"].augment is False and call["spec"].train_samples == 0 for call in calls)
 
 
-def test_generalization_rows_cards_and_resume(tiny):
+def test_generalization_rows_cards_and_resume(tiny, monkeypatch):
     kwargs, calls = tiny
     rows = run_generalization("digits", **kwargs)
     assert len(calls) == 8
@@ -264,9 +274,13 @@ def test_generalization_rows_cards_and_resume(tiny):
     # a second run trains nothing and returns the same rows
     calls.clear()
     assert run_generalization("digits", **kwargs) == rows and calls == []
-    # another preset's rows are not silently reused
+    # rows of another preset or training spec are not silently reused
     with pytest.raises(UserError):
         run_generalization("digits", preset="paper", **kwargs)
+    monkeypatch.setattr(common, "train_spec", lambda d, p, loss: TrainSpec(epochs=1, lr=0.002, batch_size=64))
+    with pytest.raises(UserError, match="training spec"):
+        run_generalization("digits", **kwargs)
+    assert calls == []
 
 
 class Killed(Exception):

@@ -233,14 +233,15 @@ def run_attacks(
     store = ResultStore(results_dir / ATTACK_RESULTS, KEY_COLUMNS)
     rows = run_attack_plan(plan, dataset, members, store)
     if plan.mode == "whitebox" and plan.backend == "native":
-        rows += run_attack_plan(sanity_plan(plan, len(dataset.test)), dataset, members, store)
+        rows += run_attack_plan(sanity_plan(plan, plan.num_samples or len(dataset.test)), dataset, members, store)
     flags = compute_flags(store.rows())
     write_flags(results_dir / FLAG_RESULTS, flags)
     return rows, flags
 
 
-def sanity_plan(plan: AttackPlan, num_test: int) -> AttackPlan:
-    """White-box IFGSM at ε = 1 on up to 512 test samples: the ``large_eps_to_chance`` check."""
+def sanity_plan(plan: AttackPlan, num_samples: int) -> AttackPlan:
+    """White-box IFGSM at ε = 1 on the first min(512, ``num_samples``) test samples:
+    the ``large_eps_to_chance`` check."""
     return AttackPlan("whitebox", ("ifgsm",), (1.0,), defenders=plan.defenders,
-                      attack_loss=plan.attack_loss, num_samples=min(SANITY_SAMPLES, num_test),
+                      attack_loss=plan.attack_loss, num_samples=min(SANITY_SAMPLES, num_samples),
                       chunk_size=plan.chunk_size, force=plan.force, extra={"experiment": SANITY})

@@ -7,7 +7,8 @@ with one loss. Its model is stored like a zoo member in
 ``1toN-sym-d4-s0-noise0.4-r1``) and its result is one long-format row of
 ``<results_dir>/<experiment>.csv``, keyed by (experiment, setting, repeat, member). A
 re-run skips the rows already there (``force`` recomputes them); a killed run resumes
-the cell it was in from the member's per-epoch checkpoint.
+the cell it was in from the member's per-epoch checkpoint. A stored row of another
+preset or training spec (its ``spec_hash``) is an error, never silently reused.
 
 Choices (ours where the paper is silent):
 
@@ -37,7 +38,7 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
-from robench.config import TrainSpec
+from robench.config import TrainSpec, to_dict
 from robench.data.base import Dataset, Split
 from robench.data.subsets import fixed_pool, paper_fractions
 from robench.errors import UserError
@@ -53,7 +54,7 @@ COLUMNS = (  # of a result row, in CSV order (ResultStore adds a timestamp)
     "experiment", "dataset", "setting_name", "setting", "repeat", "member", "model",
     "loss", "bound", "delta", "head", "num_train", "num_flipped", "num_test",
     "test_accuracy", "stop_reason", "epochs", "steps", "weights_sha256", "split_hash",
-    "seed", "train_seed", "preset", "versions",
+    "seed", "train_seed", "preset", "spec_hash", "versions",
 )
 INT_COLUMNS = {"repeat", "num_train", "num_flipped", "num_test", "epochs", "steps", "seed", "train_seed"}
 FLOAT_COLUMNS = {"setting", "delta", "test_accuracy"}
@@ -106,8 +107,9 @@ PAPER_RATES = (0.0, 0.2, 0.4, 0.6, 0.8)
 # running training accuracy on an 81-image subset after ~70 steps and on 162 images after
 # ~90, while the 1-to-N losses and hinge need 30–45; with a floor of 50 steps ce was still
 # underfit (test accuracy 0.65 against 0.85 after 150 steps) and every margin loss looked
-# 13–18 points better than ce, an artefact. The floor applies to every fraction (at 100 %
-# it only adds epochs when the preset's epochs give fewer steps).
+# 13–18 points better than ce, an artefact. At the current quick lr 0.003 ce fits 40 and
+# 162 images in 24 and 54 steps, so 100 keeps a margin. The floor applies to every
+# fraction (at 100 % it only adds epochs when the preset's epochs give fewer steps).
 #
 # paper: 1000 steps. A full-MNIST epoch is 211 steps at batch 256 (18 epochs: 3,798
 # steps), while the 0.125 % subset (68 images, batch 68) gets one step per epoch: 18
@@ -189,6 +191,13 @@ def train_seed(member: MemberDef, repeat: int) -> int:
     return member.seed * SEED_STRIDE + repeat
 
 
+def spec_hash(spec: TrainSpec, plan: ExperimentPlan) -> str:
+    """Short sha256 of what a cell's result depends on beyond its key: the TrainSpec and
+    the plan's training pool and test sample. A stored row with another hash is stale."""
+    payload = {"train": to_dict(spec), "train_pool": plan.train_pool, "test_samples": plan.test_samples}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def tensor_hash(t: torch.Tensor) -> str:
     """Short sha256 of an int64 tensor's values: identifies a subset or a noisy label set."""
     return hashlib.sha256(t.detach().cpu().to(torch.int64).numpy().tobytes()).hexdigest()[:16]
@@ -255,12 +264,16 @@ def run_cells(
     cells = [(s, r, m) for s in plan.settings for r in range(plan.repeats) for m in members]
     keys = [store.key_of({"experiment": experiment, "setting": float(s), "repeat": r, "member": m.name})
             for s, r, m in cells]
+    specs = {m.loss.name: experiment_spec(plan, dataset, preset, m.loss.name) for m in members}
     stored = {store.key_of(row): row for row in store.rows()}
-    for key in keys:
-        if key in stored and not force and stored[key].get("preset") != preset:
+    for (_, _, member), key in zip(cells, keys):
+        row = stored.get(key)
+        if row is None or force:
+            continue
+        if row.get("preset") != preset or row.get("spec_hash", "") != spec_hash(specs[member.loss.name], plan):
             raise UserError(
-                f"{store.path} holds {experiment} results of preset {stored[key].get('preset')!r}, "
-                f"not {preset!r}; use another --results-dir or --force"
+                f"{store.path} holds a {experiment} row for {member.name} trained with another preset "
+                f"or training spec (preset {row.get('preset')!r}); use another --results-dir or --force"
             )
     todo = {k for k in keys if force or k not in stored}
     data = None
@@ -282,7 +295,7 @@ def run_cells(
         folder = member_dir(Path(zoo_dir), dataset, f"experiments/{name}")
         extra = {**extra, "experiment": experiment, plan.setting_name: setting, "repeat": repeat,
                  "base_member": member.name, "train_seed": seed, "num_test": len(data.test)}
-        spec = experiment_spec(plan, dataset, preset, member.loss.name)
+        spec = specs[member.loss.name]
         bar.set_postfix_str(name)
         card = train_member(data, dataclasses.replace(member, seed=seed), spec, folder,
                             name=name, train=train, extra=extra, force=force)
@@ -296,6 +309,7 @@ def run_cells(
             "epochs": card["epochs"], "steps": card["steps"],
             "weights_sha256": card["weights_sha256"], "split_hash": card["split_hash"],
             "seed": member.seed, "train_seed": seed, "preset": preset,
+            "spec_hash": spec_hash(spec, plan),
             "versions": json.dumps(card["versions"], sort_keys=True, separators=(",", ":")),
         }
         store.append([{c: row[c] for c in COLUMNS}], replace=True)  # fixed column order
