@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -59,9 +61,11 @@ def test_killed_run_resumes_to_the_same_weights(digits, tmp_path, monkeypatch):
         return real_epoch(*args, **kwargs)
 
     monkeypatch.setattr(trainer, "_run_epoch", dying_epoch)
+    monkeypatch.setattr(trainer, "CHECKPOINT_SECONDS", 0.0)  # a checkpoint after every epoch
     with pytest.raises(KeyboardInterrupt):
         train_model(_model(), loss, _train_split(digits), digits.to_float, SPEC, 3, tmp_path, "fp")
     monkeypatch.setattr(trainer, "_run_epoch", real_epoch)
+    assert json.loads((tmp_path / "checkpoint.json").read_text())["epoch"] == 2
 
     resumed_model = _model(seed=99)  # different init: everything must come from the checkpoint
     resumed = train_model(resumed_model, loss, _train_split(digits), digits.to_float, SPEC, 3, tmp_path, "fp")

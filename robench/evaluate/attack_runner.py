@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 ATTACK_RESULTS = "attacks.csv"
 FLAG_RESULTS = "flags.csv"
-SANITY_SAMPLES = 512
+SANITY_SAMPLES = 256
 KEY_COLUMNS = ("attacker", "attacker_sha256", "defender", "defender_sha256", "attack", "attack_loss",
                "backend", "eps", "steps", "step_size", "n")
 EPS_GRIDS = {
@@ -240,7 +240,7 @@ def run_attacks(
 
 
 def sanity_plan(plan: AttackPlan, num_samples: int) -> AttackPlan:
-    """White-box IFGSM at ε = 1 on the first min(512, ``num_samples``) test samples:
+    """White-box IFGSM at ε = 1 on the first min(256, ``num_samples``) test samples:
     the ``large_eps_to_chance`` check."""
     return AttackPlan("whitebox", ("ifgsm",), (1.0,), defenders=plan.defenders,
                       attack_loss=plan.attack_loss, num_samples=min(SANITY_SAMPLES, num_samples),

@@ -6,6 +6,12 @@ Data stays on the run's device as uint8; each batch is gathered, augmented and s
 to [0, 1] with tensor ops (no DataLoader). A checkpoint is written after every epoch
 and a re-run with the same configuration resumes from it.
 
+Checkpoints: after every epoch, except that an epoch ending less than
+``CHECKPOINT_SECONDS`` after the last checkpoint skips it (the last epoch always writes
+one). Real epochs take longer than that, so they all checkpoint; the one-step epochs of
+tiny subsets would otherwise spend most of their time writing checkpoints, and a kill
+loses at most that many seconds of them.
+
 Last-batch policy: the batch size is min(batch_size, N) and the last partial batch of
 an epoch is dropped, so every step has the same shape (needed for CUDA graphs) and,
 with a fresh permutation each epoch, every sample is seen equally often on average.
@@ -31,6 +37,7 @@ from robench.train.rmsprop_tf import RMSPropTF
 from robench.train.schedules import step_decay_lr
 
 ToFloat = Callable[[torch.Tensor], torch.Tensor]
+CHECKPOINT_SECONDS = 10.0
 
 
 @dataclass
@@ -121,6 +128,7 @@ def train_model(
     start = time.perf_counter()
     bar = tqdm(total=total_epochs, initial=state.epoch, desc=desc, unit="epoch",
                leave=False, disable=None)
+    last_save = time.monotonic()
     while not state.stop_reason:
         loss, train_acc = _run_epoch(model, loss_fn, optimizer, train, to_float, spec, state, rngs)
         state.epoch += 1
@@ -130,8 +138,10 @@ def train_model(
             record["train_accuracy"] = accuracy(model, train.x, train.y, to_float)
         state.history.append(record)
         state.stop_reason = _stop_reason(spec, state, record, total_epochs)
-        if checkpoint_dir is not None:
+        due = state.stop_reason or time.monotonic() - last_save >= CHECKPOINT_SECONDS
+        if checkpoint_dir is not None and due:
             save_checkpoint(checkpoint_dir, model, optimizer, rngs, state, fingerprint)
+            last_save = time.monotonic()
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.3f}", acc=f"{train_acc:.3f}")
     bar.close()
