@@ -3,7 +3,10 @@
 ``paper`` is the paper's recipe: batch 256, RMSProp (TF semantics), the dataset's
 learning-rate schedule, and more epochs for hinge than for ce / 1-to-N. ``quick`` is
 robench's own small recipe that trains on two CPU cores in minutes, for demos and tests;
-for the large datasets it trains on a fixed random subset of the training split.
+for the large datasets it trains on a fixed random subset of the training split. The
+quick mnist / fashion-mnist recipe uses batch 128: with RMSProp's accumulators starting
+at 1.0 the first steps are small, and at the same compute twice the steps took the
+Fashion-MNIST ce member from 0.84 (batch 256, 4 epochs of 16,384 images) to 0.87.
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ _PAPER = {
 }
 _QUICK = {
     "digits": (dict(lr=0.003), 30, 40),
-    "mnist": (dict(lr=0.001, train_samples=8192), 3, 4),
-    "fashion-mnist": (dict(lr=0.001, train_samples=8192), 3, 4),
+    "mnist": (dict(lr=0.003, batch_size=128, train_samples=16384), 3, 4),
+    "fashion-mnist": (dict(lr=0.003, batch_size=128, train_samples=16384), 3, 4),
     "cifar10": (dict(lr=0.01, train_samples=2048, augment=True), 2, 3),
     "imagenet32": (dict(lr=0.01, momentum=0.9, train_samples=2048, augment=True), 2, 3),
 }
