@@ -119,18 +119,19 @@ def cmd_report(args: argparse.Namespace) -> None:
     _emit(str(index))
 
 
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return number
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer ≥ ``minimum``."""
 
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = minimum - 1
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value!r}")
+        return number
 
-def _nonneg_int(value: str) -> int:
-    return 0 if value == "0" else _positive_int(value)
+    return parse
 
 
 def _positive_float(value: str) -> float:
@@ -186,10 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--defenders", type=_csv, help="comma-separated members (default: the whole zoo)")
     at.add_argument("--attack-loss", default="ce", help="ce | cw | model (default ce, the paper's)")
     at.add_argument("--backend", default="native", help="native | torchattacks | art")
-    at.add_argument("--steps", type=_nonneg_int, help="IFGSM steps (default: Kurakin's rule)")
+    at.add_argument("--steps", type=_int_at_least(0), help="IFGSM steps (default: Kurakin's rule)")
     at.add_argument("--step-size", type=_positive_float, help="IFGSM step size (default 1/255)")
-    at.add_argument("--num-samples", type=_nonneg_int, default=0, help="first N test samples (default: all)")
-    at.add_argument("--batch-size", type=_positive_int, default=1024, help="test samples per chunk")
+    at.add_argument("--num-samples", type=_int_at_least(0), default=0, help="first N test samples (default: all)")
+    at.add_argument("--batch-size", type=_int_at_least(1), default=1024, help="test samples per chunk")
     at.add_argument("--results-dir", type=Path, help="default reports/<dataset>/results")
     at.add_argument("--device", default="auto", help="auto | cpu | cuda")
     at.add_argument("--force", action="store_true", help="recompute cells already stored")

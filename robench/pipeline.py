@@ -41,14 +41,12 @@ def run_pipeline(
         "noise": lambda: run_noise(dataset, preset, None, zoo_dir, results, device, data_root),
         "report": lambda: write_report(dataset, results, zoo_dir, out, None, data_root),
     }
-    index = out / "index.html"
+    index = None
     with tqdm(total=len(STAGES), desc=f"robench run {dataset}", unit="stage", disable=None) as bar:
         for name in STAGES:
             bar.set_postfix_str(name)
             start = time.perf_counter()
-            value = stages[name]()
+            index = stages[name]()  # the last stage, the report, returns its index.html
             log.info("%s done in %.1f s", name, time.perf_counter() - start)
-            if name == "report":
-                index = Path(value)
             bar.update(1)
-    return index
+    return Path(index)

@@ -60,12 +60,16 @@ class ResultStore:
         columns = list(old[0].keys()) if old else []
         for row in new_rows:
             columns += [c for c in row if c not in columns]
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        for row in old + new_rows:
-            writer.writerow({c: _text(row.get(c)) for c in columns})
-        atomic_write_text(self.path, buffer.getvalue())
+        write_csv(self.path, columns, [{c: _text(row.get(c)) for c in columns} for row in old + new_rows])
+
+
+def write_csv(path: Path, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> None:
+    """Write ``rows`` under a header of ``columns`` to ``path`` atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(Path(path), buffer.getvalue())
 
 
 def _now() -> str:

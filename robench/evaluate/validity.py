@@ -14,14 +14,12 @@ gradient masking or a bug. docs/flags.md explains each one and what to do about 
 
 from __future__ import annotations
 
-import io
-import csv
 import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
-from robench.io import atomic_write_text
+from robench.evaluate.results import write_csv
 
 FLAGS = ("monotone_in_eps", "eps0_is_clean", "ifgsm_not_above_fgsm",
          "whitebox_not_above_transfer", "large_eps_to_chance")
@@ -121,11 +119,7 @@ def compute_flags(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def write_flags(path: Path, flags: list[dict[str, Any]]) -> None:
     """Store the flags next to the results they judge (atomically)."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=FLAG_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(flags)
-    atomic_write_text(Path(path), buffer.getvalue())
+    write_csv(path, FLAG_COLUMNS, flags)
 
 
 def summarize_flags(flags: list[dict[str, Any]]) -> str:

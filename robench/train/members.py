@@ -110,7 +110,8 @@ def train_member(
     }
     card = save_member(folder, model, card)
     clear_checkpoint(partial)
-    partial.rmdir() if partial.exists() and not any(partial.iterdir()) else None
+    if partial.exists() and not any(partial.iterdir()):
+        partial.rmdir()
     return card
 
 
