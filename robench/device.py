@@ -18,3 +18,27 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda was asked for but no CUDA device is available; use cpu or auto")
     return torch.device(name)
+
+
+PRECISION_CHOICES = ("auto", "fp32", "bf16")
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """``auto`` → ``bf16`` on CUDA, ``fp32`` elsewhere; ``fp32``/``bf16`` as asked.
+
+    ``bf16`` means bf16 autocast for the model's matrix work; losses are computed and
+    summed in fp32 and parameters, optimizer state and pixels stay fp32.
+    """
+    if name not in PRECISION_CHOICES:
+        raise UserError(f"unknown precision {name!r}; valid: {', '.join(PRECISION_CHOICES)}")
+    if name == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return name
+
+
+def autocast(precision: str, device: torch.device) -> torch.autocast:
+    """The autocast context of a resolved ``precision`` (disabled for ``fp32``).
+
+    The weight cache is off so the context can sit inside a captured CUDA graph.
+    """
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16", cache_enabled=False)
