@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+from robench.device import PRECISION_CHOICES, set_default_precision
 from robench.errors import UserError
 
 log = logging.getLogger("robench")
@@ -36,6 +37,12 @@ def _common(p: argparse.ArgumentParser, dataset_required: bool = True) -> None:
         p.add_argument("--dataset", required=True, help="dataset name (see `robench data list`)")
     p.add_argument("--zoo-dir", type=Path, default=Path("zoo"), help="zoo folder (default ./zoo)")
     p.add_argument("--data-root", type=Path, default=Path("data"), help="dataset folder (default ./data)")
+
+
+def _device_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
+                   help="auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16")
 
 
 # --- commands -------------------------------------------------------------------------
@@ -156,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dataset", default="digits", help="dataset name (default digits, built in)")
     run.add_argument("--preset", default="quick", help="paper | quick (default quick)")
     run.add_argument("--reports-dir", type=Path, default=Path("reports"), help="default ./reports")
-    run.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    _device_options(run)
     run.set_defaults(func=cmd_run)
 
     train = sub.add_parser("train", help="train models").add_subparsers(dest="what", required=True)
@@ -165,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     tz.add_argument("--preset", default="quick", help="paper | quick (default quick)")
     tz.add_argument("--members", type=_csv, help="comma-separated member or loss names")
     tz.add_argument("--seeds", type=_int_list, help="comma-separated seeds")
-    tz.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    _device_options(tz)
     tz.add_argument("--download", action="store_true", help="download the dataset if missing")
     tz.add_argument("--force", action="store_true", help="retrain members that exist")
     tz.set_defaults(func=cmd_train_zoo)
@@ -192,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--num-samples", type=_int_at_least(0), default=0, help="first N test samples (default: all)")
     at.add_argument("--batch-size", type=_int_at_least(1), default=1024, help="test samples per chunk")
     at.add_argument("--results-dir", type=Path, help="default reports/<dataset>/results")
-    at.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    _device_options(at)
     at.add_argument("--force", action="store_true", help="recompute cells already stored")
     at.set_defaults(func=cmd_attack)
 
@@ -202,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--preset", default="quick", help="paper | quick (default quick)")
     ex.add_argument("--members", type=_csv, help="comma-separated member or loss names (default: the zoo definition)")
     ex.add_argument("--results-dir", type=Path, help="default reports/<dataset>/results")
-    ex.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    _device_options(ex)
     ex.add_argument("--force", action="store_true", help="recompute cells already stored")
     ex.set_defaults(func=cmd_experiment)
 
@@ -227,6 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(message)s")
     func: Callable[[argparse.Namespace], None] = args.func
     try:
+        set_default_precision(getattr(args, "precision", "auto"))
         func(args)
     except UserError as exc:
         sys.stderr.write(f"robench: error: {exc}\n")

@@ -21,16 +21,29 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 PRECISION_CHOICES = ("auto", "fp32", "bf16")
+_default_precision = "auto"
+
+
+def set_default_precision(name: str) -> None:
+    """What ``auto`` means for this process (the CLI's ``--precision``)."""
+    global _default_precision
+    if name not in PRECISION_CHOICES:
+        raise UserError(f"unknown precision {name!r}; valid: {', '.join(PRECISION_CHOICES)}")
+    _default_precision = name
 
 
 def resolve_precision(name: str, device: torch.device) -> str:
-    """``auto`` → ``bf16`` on CUDA, ``fp32`` elsewhere; ``fp32``/``bf16`` as asked.
+    """``auto`` → the process default set by :func:`set_default_precision`, which is
+    itself ``auto`` unless the CLI's ``--precision`` says otherwise: ``bf16`` on CUDA,
+    ``fp32`` elsewhere. ``fp32``/``bf16`` as asked.
 
     ``bf16`` means bf16 autocast for the model's matrix work; losses are computed and
     summed in fp32 and parameters, optimizer state and pixels stay fp32.
     """
     if name not in PRECISION_CHOICES:
         raise UserError(f"unknown precision {name!r}; valid: {', '.join(PRECISION_CHOICES)}")
+    if name == "auto":
+        name = _default_precision
     if name == "auto":
         return "bf16" if device.type == "cuda" else "fp32"
     return name

@@ -21,12 +21,28 @@ def random_flip_crop(
     ``x``: (B, C, H, W), any dtype and device. Returns a new tensor of the same shape,
     dtype and device; padded pixels are 0.
     """
-    b, c, h, w = x.shape
-    draw_device = generator.device if generator is not None else torch.device("cpu")
-    flip = torch.rand(b, generator=generator, device=draw_device) < 0.5  # (B,) bool
-    shift = torch.randint(0, 2 * pad + 1, (2, b), generator=generator, device=draw_device)
-    flip, shift = flip.to(x.device), shift.to(x.device) - pad  # (B,), (2, B) in [-pad, pad]
+    flip, shift = draw_flip_crop(x.shape[0], generator, pad, x.device)
+    return apply_flip_crop(x, flip, shift)
 
+
+def draw_flip_crop(
+    batch: int, generator: torch.Generator | None, pad: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The random draws of :func:`random_flip_crop` for ``batch`` samples, on ``device``:
+    ``flip`` (B,) bool and ``shift`` (2, B) long in [-pad, pad] (rows, then columns)."""
+    draw_device = generator.device if generator is not None else torch.device("cpu")
+    flip = torch.rand(batch, generator=generator, device=draw_device) < 0.5  # (B,) bool
+    shift = torch.randint(0, 2 * pad + 1, (2, batch), generator=generator, device=draw_device)
+    return flip.to(device), shift.to(device) - pad  # (B,), (2, B)
+
+
+def apply_flip_crop(x: torch.Tensor, flip: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Flip the samples where ``flip`` (B,) and shift them by ``shift`` (2, B) with zero fill.
+
+    A fixed sequence of tensor ops with static shapes, so it can run inside a CUDA graph
+    with ``flip`` and ``shift`` in static buffers.
+    """
+    b, c, h, w = x.shape
     rows = torch.arange(h, device=x.device).unsqueeze(0) + shift[0].unsqueeze(1)  # (B, H)
     cols = torch.arange(w, device=x.device).unsqueeze(0).expand(b, w)  # (B, W)
     cols = torch.where(flip.unsqueeze(1), w - 1 - cols, cols) + shift[1].unsqueeze(1)  # (B, W)

@@ -16,6 +16,7 @@ import torch
 
 from robench.config import TrainSpec, to_dict
 from robench.data.base import Dataset, Split
+from robench.device import resolve_precision
 from robench.errors import UserError
 from robench.losses import create_loss
 from robench.metrics import accuracy
@@ -89,8 +90,10 @@ def train_member(
     torch.manual_seed(member.seed)
     model = create_model(member.arch, data.num_classes, member.head, data.mean, data.std)
     model = model.to(data.train.x.device)
+    precision = resolve_precision("auto", train.x.device)
+    fingerprint = _fingerprint({**description, "precision": precision})  # never resume across precisions
     result = train_model(model, create_loss(member.loss), train, data.to_float, spec,
-                         member.seed, partial, _fingerprint(description), desc=name)
+                         member.seed, partial, fingerprint, desc=name, precision=precision)
     card = {
         **description,
         "num_classes": data.num_classes,
@@ -104,6 +107,8 @@ def train_member(
         "history": result.history,
         "wall_time_s": round(result.wall_time_s, 3),
         "device": str(data.train.x.device),
+        "precision": result.precision,
+        "cuda_graph": result.cuda_graph,
         "versions": versions(),
         "git_commit": git_commit(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -3,7 +3,8 @@ the dataset's learning-rate schedule, optional flip + crop augmentation, and the
 rules of the experiments (PROTOCOL.md, "Training" and "Experiments").
 
 Data stays on the run's device as uint8; each batch is gathered, augmented and scaled
-to [0, 1] with tensor ops (no DataLoader). A checkpoint is written after every epoch
+to [0, 1] with tensor ops (no DataLoader). On CUDA the whole step runs in bf16 autocast
+with channels_last and is replayed as a CUDA graph (:mod:`robench.train.step`). A checkpoint is written after every epoch
 and a re-run with the same configuration resumes from it.
 
 Checkpoints: after every epoch, except that an epoch ending less than
@@ -29,12 +30,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from robench.config import TrainSpec
-from robench.data.augment import random_flip_crop
+from robench.data.augment import draw_flip_crop
 from robench.data.base import Split
+from robench.device import resolve_precision
 from robench.metrics import accuracy
 from robench.train.checkpoint import TrainState, clear_checkpoint, load_checkpoint, save_checkpoint
 from robench.train.rmsprop_tf import RMSPropTF
 from robench.train.schedules import step_decay_lr
+from robench.train.step import EagerStep, make_step
 
 ToFloat = Callable[[torch.Tensor], torch.Tensor]
 CHECKPOINT_SECONDS = 10.0
@@ -49,6 +52,8 @@ class TrainResult:
     stop_reason: str
     history: list[dict[str, Any]] = field(default_factory=list)
     wall_time_s: float = 0.0
+    precision: str = "fp32"
+    cuda_graph: bool = False
 
 
 def planned_epochs(spec: TrainSpec, num_train: int) -> int:
@@ -59,42 +64,30 @@ def planned_epochs(spec: TrainSpec, num_train: int) -> int:
 
 
 def _run_epoch(
-    model: nn.Module,
-    loss_fn: nn.Module,
+    step: EagerStep,
     optimizer: RMSPropTF,
     train: Split,
-    to_float: ToFloat,
     spec: TrainSpec,
     state: TrainState,
     rngs: dict[str, torch.Generator],
 ) -> tuple[float, float]:
     """One pass over a fresh permutation; returns (mean loss, running accuracy)."""
-    model.train()
+    step.model.train()
+    step.reset_totals()
     n = len(train)
     batch = min(spec.batch_size, n)
-    order = torch.randperm(n, generator=rngs["shuffle"]).to(train.x.device)  # (N,)
-    loss_sum = torch.zeros((), device=train.x.device)
-    correct = torch.zeros((), device=train.x.device, dtype=torch.long)
+    device = train.x.device
+    order = torch.randperm(n, generator=rngs["shuffle"]).to(device)  # (N,)
     num_batches = n // batch
     for b in range(num_batches):
         index = order[b * batch : (b + 1) * batch]  # (B,)
-        images = train.x[index]  # (B, C, H, W) uint8
-        if spec.augment:
-            images = random_flip_crop(images, rngs["augment"])
-        labels = train.y[index]  # (B,)
-        lr = step_decay_lr(spec.lr, spec.lr_decay, state.step, state.epoch,
-                           spec.lr_decay_steps, spec.lr_decay_epochs)
-        optimizer.set_lr(lr)
-        logits = model(to_float(images))  # (B, K)
-        loss = loss_fn(logits, labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        draws = draw_flip_crop(batch, rngs["augment"], 4, device) if spec.augment else None
+        optimizer.set_lr(step_decay_lr(spec.lr, spec.lr_decay, state.step, state.epoch,
+                                       spec.lr_decay_steps, spec.lr_decay_epochs))
+        step(index, draws)
         state.step += 1
-        loss_sum += loss.detach()
-        correct += (logits.detach().argmax(dim=1) == labels).sum()
     seen = num_batches * batch
-    return (loss_sum / num_batches).item(), correct.item() / seen
+    return step.loss_sum.item() / num_batches, step.correct.item() / seen
 
 
 def train_model(
@@ -107,6 +100,8 @@ def train_model(
     checkpoint_dir: Path | None = None,
     fingerprint: str = "",
     desc: str = "train",
+    precision: str = "auto",
+    cuda_graph: bool | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``train`` (already on the model's device).
 
@@ -114,9 +109,21 @@ def train_model(
     first epoch whose eval-mode accuracy on the whole ``train`` split (noisy labels
     included) reaches it. ``stop_reason`` is ``epochs``, ``min_steps``,
     ``train_accuracy`` or ``epoch_cap`` (the accuracy target was never reached).
+
+    ``precision`` ``auto`` is bf16 autocast on CUDA and fp32 elsewhere
+    (:func:`robench.device.resolve_precision`); ``cuda_graph`` None captures the step
+    into a CUDA graph on CUDA (:mod:`robench.train.step`). On CUDA the model is also
+    converted to channels_last.
     """
     device = train.x.device
-    optimizer = RMSPropTF(model.parameters(), lr=spec.lr, momentum=spec.momentum)
+    precision = resolve_precision(precision, device)
+    graphed = device.type == "cuda" if cuda_graph is None else cuda_graph
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True  # fixed shapes: autotune once, in the warm-up steps
+    # a graph reads the learning rate from a device tensor that set_lr updates in place
+    lr = torch.tensor(spec.lr, device=device) if graphed else spec.lr
+    optimizer = RMSPropTF(model.parameters(), lr=lr, momentum=spec.momentum)
     rngs = {
         "shuffle": torch.Generator().manual_seed(seed),
         "augment": torch.Generator(device=device).manual_seed(seed + 1),
@@ -125,12 +132,14 @@ def train_model(
     if checkpoint_dir is not None:
         state = load_checkpoint(checkpoint_dir, model, optimizer, rngs, fingerprint) or state
     total_epochs = planned_epochs(spec, len(train))
+    step = make_step(model, loss_fn, optimizer, train, to_float, precision, graphed,
+                     min(spec.batch_size, len(train)), spec.augment)
     start = time.perf_counter()
     bar = tqdm(total=total_epochs, initial=state.epoch, desc=desc, unit="epoch",
                leave=False, disable=None)
     last_save = time.monotonic()
     while not state.stop_reason:
-        loss, train_acc = _run_epoch(model, loss_fn, optimizer, train, to_float, spec, state, rngs)
+        loss, train_acc = _run_epoch(step, optimizer, train, spec, state, rngs)
         state.epoch += 1
         record: dict[str, Any] = {"epoch": state.epoch, "step": state.step, "loss": loss,
                                   "train_accuracy_running": train_acc}
@@ -147,7 +156,7 @@ def train_model(
     bar.close()
     model.eval()
     return TrainResult(state.epoch, state.step, state.stop_reason, state.history,
-                       time.perf_counter() - start)
+                       time.perf_counter() - start, precision, graphed)
 
 
 def _stop_reason(spec: TrainSpec, state: TrainState, record: dict, total_epochs: int) -> str:
