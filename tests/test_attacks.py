@@ -23,6 +23,8 @@ from robench.attacks import (
     create_attack_loss,
     kurakin_steps,
 )
+from robench.attacks.base import GradientSignAttack, branch_step
+from robench.attacks.ifgsm import IFGSM
 from robench.errors import UserError
 
 ATTACK_NAMES = ["fgsm", "ifgsm"]
@@ -241,11 +243,13 @@ class _CountingModel(nn.Module):
 def test_fgsm_sweep_takes_one_gradient_ifgsm_stacks(trained):
     model, x, y = trained
     counting = _CountingModel(model)
-    create_attack("fgsm").sweep(counting, x, y, [0.05, 0.1, 0.2, 0.3])
-    assert counting.calls == 1
+    fgsm = create_attack("fgsm")
+    fgsm.sweep(counting, x, y, [0.05, 0.1, 0.2, 0.3])
+    assert counting.calls == 1 and fgsm.last_sweep_image_steps == len(x)
     counting.calls = 0
     create_attack("ifgsm").sweep(counting, x, y, [0.05, 0.1, 0.2])
-    assert counting.calls == kurakin_steps(0.2)  # one stacked batch, longest schedule
+    # trunk to k(0.2) = 50, then one stacked batch of the branches (3, 4 and 5 steps left)
+    assert counting.calls == 50 + 5 == kurakin_steps(0.2)
     assert create_attack("ifgsm").sweep(model, x, y, []) == []
 
 
@@ -263,6 +267,265 @@ def test_model_loss_sweep_and_coupling(small):
     assert {r for r, _ in seen} == {"none"} and {n for _, n in seen} == {len(x)}  # never stacked
     assert torch.equal(swept[1], attack(model, x, y, 0.1))
     assert torch.equal(swept[1], create_attack("ifgsm")(model, x, y, 0.1))  # CE: same as "ce"
+
+
+# ---- IFGSM prefix sharing -----------------------------------------------------------------
+MNIST_GRID = [round(0.05 * i, 2) for i in range(7)]  # 0, 0.05, …, 0.3
+MULTIPLES_GRID = [k / 255 for k in range(11)]  # ε exactly k·α for α = 1/255
+# k_ε on the MNIST grid for fp32 and α = 1/255: ⌊255ε⌋, except 0.2 = 51/255 up to rounding → 50
+MNIST_BRANCH = [0, 12, 25, 38, 50, 63, 76]
+MNIST_STEPS = [0, 15, 29, 42, 55, 67, 80]  # Kurakin: Σ = 288
+
+
+class _CountingRows(nn.Module):
+    """Counts the forward calls and their rows (one forward per input-gradient)."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+        self.calls = 0
+        self.rows = 0
+        self.max_rows = 0
+
+    def forward(self, inp):
+        self.calls += 1
+        self.rows += inp.shape[0]
+        self.max_rows = max(self.max_rows, inp.shape[0])
+        return self.inner(inp)
+
+
+def _tiny(arch: str) -> nn.Module:
+    torch.manual_seed(3)
+    if arch == "cnn":
+        model = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 10)
+        )
+    else:
+        model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.Tanh(), nn.Linear(16, 10))
+    return model.double() if arch == "mlp64" else model
+
+
+def _tiny_batch(n: int = 12, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Quantised pixels m/255 (as real images), some exactly 0 and 1: (n, 1, 8, 8), (n,)."""
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randint(0, 256, (n, 1, 8, 8), generator=gen).to(dtype) / 255
+    x[:, :, 0, :2] = 0.0
+    x[:, :, 1, :2] = 1.0
+    return x, torch.randint(0, 10, (n,), generator=gen)
+
+
+def _prefix_image_steps(eps_values, n, attack, dtype=torch.float32) -> int:
+    """The prefix-shared count: per sample, the trunk to max k_ε plus every branch."""
+    schedules = [attack.schedule(e) if e > 0 else (0, 0.0) for e in eps_values]
+    ks = [branch_step(e, s, a, dtype) for e, (s, a) in zip(eps_values, schedules)]
+    return n * (max(ks) + sum(s - k for (s, _), k in zip(schedules, ks)))
+
+
+def test_branch_step():
+    assert [branch_step(e, kurakin_steps(e), KURAKIN_STEP_SIZE) for e in MNIST_GRID] == MNIST_BRANCH
+    # ε = k/255 exactly: one step before the exact-arithmetic branch point k
+    assert [branch_step(e, kurakin_steps(e), KURAKIN_STEP_SIZE) for e in MULTIPLES_GRID] == [
+        0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9
+    ]
+    assert branch_step(4 / 255, 100, 1 / 255) == 3
+    assert branch_step(4.5 / 255, 100, 1 / 255) == 4
+    assert branch_step(0.3, 7, 0.01) == 7  # never more than the schedule
+    assert branch_step(0.0, 80, 1 / 255) == 0 and branch_step(0.1, 0, 1 / 255) == 0
+    assert branch_step(0.1, 80, 1.5) == 0  # one step already leaves the ball
+    assert branch_step(0.2, 1000, 1 / 255, torch.float64) == 50  # 0.2 is 51 steps up to rounding
+
+
+def test_branch_point_needs_the_rounding_margin():
+    """At ε = 3/255 = 3α, three unprojected fp32 steps overshoot fl(x₀ + ε) for some x₀:
+    branching at ε/α would differ from the per-ε attack; at branch_step (2) it cannot."""
+    gen = torch.Generator().manual_seed(5)
+    x0 = torch.rand(100_000, generator=gen)  # (N,)
+    alpha, eps = torch.tensor(1 / 255), 3 / 255
+    lo, hi = (x0 - eps).clamp_min(0), (x0 + eps).clamp_max(1)
+
+    def differs_after(k: int, sign: float) -> int:
+        free, projected = x0.clone(), x0.clone()
+        for _ in range(k):
+            free = torch.clamp(free + alpha * sign, 0, 1)
+            projected = torch.clamp(projected + alpha * sign, lo, hi)
+        return int((free != projected).sum())
+
+    assert differs_after(3, 1.0) + differs_after(3, -1.0) > 0
+    k = branch_step(eps, 3, 1 / 255)
+    assert k == 2 and differs_after(k, 1.0) + differs_after(k, -1.0) == 0
+
+
+@pytest.mark.parametrize("loss", LOSS_NAMES)
+@pytest.mark.parametrize("grid", ["mnist", "multiples"])
+@pytest.mark.parametrize("arch", ["cnn", "mlp", "mlp64"])
+def test_prefix_sweep_bit_identical_to_per_eps_calls(arch, grid, loss):
+    dtype = torch.float64 if arch == "mlp64" else torch.float32
+    model, (x, y) = _tiny(arch), _tiny_batch(dtype=dtype)
+    eps_values = MNIST_GRID if grid == "mnist" else MULTIPLES_GRID
+    attack = create_attack("ifgsm", loss=loss)
+    swept = attack.sweep(model, x, y, eps_values)
+    assert attack.last_sweep_image_steps == _prefix_image_steps(eps_values, len(x), attack, dtype)
+    for e, adv in zip(eps_values, swept):
+        assert adv.dtype == dtype
+        assert torch.equal(adv, attack(model, x, y, e)), e
+    assert torch.equal(swept[0], x)  # ε = 0: x unchanged
+
+
+@pytest.mark.parametrize("batch_size", [30, 12, 5])  # 2 ε blocks a chunk; B = bs; B > bs
+def test_prefix_sweep_chunks(batch_size):
+    model, (x, y) = _tiny("cnn"), _tiny_batch()
+    attack = create_attack("ifgsm", batch_size=batch_size)
+    counting = _CountingRows(model)
+    swept = attack.sweep(counting, x, y, MNIST_GRID)
+    assert counting.rows == attack.last_sweep_image_steps == len(x) * 100
+    # whole ε blocks of B rows per chunk; with B > batch_size, chunks of the samples
+    assert counting.max_rows == (batch_size // len(x) * len(x) if batch_size >= len(x) else batch_size)
+    for e, adv in zip(MNIST_GRID, swept):
+        assert torch.equal(adv, attack(model, x, y, e)), e
+
+
+def test_prefix_sweep_image_steps_on_the_mnist_grid():
+    model, (x, y) = _tiny("cnn"), _tiny_batch()
+    n = len(x)
+    attack = create_attack("ifgsm")
+    assert [kurakin_steps(e) for e in MNIST_GRID] == MNIST_STEPS
+    per_eps = n * sum(MNIST_STEPS)  # the per-ε loop: Σ_ε steps(ε) · B = 288 B
+    shared = n * (max(MNIST_BRANCH) + sum(s - k for s, k in zip(MNIST_STEPS, MNIST_BRANCH)))
+    assert shared == n * (76 + 24) == _prefix_image_steps(MNIST_GRID, n, attack)
+    counting = _CountingRows(model)
+    for e in MNIST_GRID:
+        attack(counting, x, y, e)
+    assert counting.rows == per_eps
+    counting.rows = 0
+    attack.sweep(counting, x, y, MNIST_GRID)
+    assert attack.last_sweep_image_steps == counting.rows == shared
+    assert shared <= 0.4 * per_eps  # 100 / 288 ≈ 35 %
+
+
+def test_prefix_sweep_with_step_override():
+    model, (x, y) = _tiny("cnn"), _tiny_batch()
+    attack = create_attack("ifgsm", steps=7, step_size=0.01)
+    eps_values = [0.0, 0.02, 0.05, 0.1, 1.0]  # k_ε = 0, 1 (0.02 = 2α), 4 (0.05 = 5α), 7, 7
+    swept = attack.sweep(model, x, y, eps_values)
+    assert attack.last_sweep_image_steps == len(x) * (7 + 6 + 3) == _prefix_image_steps(eps_values, len(x), attack)
+    for e, adv in zip(eps_values, swept):
+        assert torch.equal(adv, attack(model, x, y, e)), e
+
+
+class _QuarterSteps(IFGSM):
+    """Four steps of ε/4: no step size shared across ε, so no prefix to share."""
+
+    def schedule(self, eps):
+        return 4, eps / 4
+
+
+def test_sweep_without_common_step_size_stacks_from_x0():
+    model, (x, y) = _tiny("cnn"), _tiny_batch()
+    attack = _QuarterSteps()
+    eps_values = [0.05, 0.1, 0.2]
+    swept = attack.sweep(model, x, y, eps_values)
+    assert attack.last_sweep_image_steps == 4 * 3 * len(x)  # one stacked batch, 4 steps
+    for e, adv in zip(eps_values, swept):
+        assert torch.equal(adv, attack(model, x, y, e)), e
+
+
+# ---- precision ---------------------------------------------------------------------------
+def _prototype_data(n: int, gen: torch.Generator, protos: torch.Tensor):
+    """Separable 10 classes: a class prototype (10, 1, 12, 12) plus noise, in [0, 1]."""
+    y = torch.randint(0, 10, (n,), generator=gen)  # (n,)
+    x = (protos[y] + 0.15 * torch.randn(n, 1, 12, 12, generator=gen)).clamp(0, 1)  # (n, 1, 12, 12)
+    return x, y
+
+
+@pytest.fixture(scope="module")
+def prototypes_cnn():
+    """A small CNN trained 40 Adam steps on the prototype data, and a test batch of 64."""
+    gen = torch.Generator().manual_seed(6)
+    protos = torch.rand(10, 1, 12, 12, generator=gen)
+    torch.manual_seed(6)
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+        nn.Flatten(), nn.Linear(8 * 12 * 12, 32), nn.ReLU(), nn.Linear(32, 10),
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(40):
+        xb, yb = _prototype_data(64, gen, protos)
+        loss = F.cross_entropy(model(xb), yb)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    for p in model.parameters():
+        p.grad = None
+    x, y = _prototype_data(64, gen, protos)
+    assert _n_correct(model, x, y) >= 58  # learnt (> 90 %)
+    return model, x, y
+
+
+@pytest.mark.parametrize("loss", LOSS_NAMES)
+def test_bf16_gradient_signs_agree_with_fp32(prototypes_cnn, loss):
+    """bf16 autocast (on the CPU) keeps ≥ 90 % of the input-gradient signs where they matter.
+
+    "Not tiny": |g| > 0.1 × the sample's mean |g| in fp32. bf16 keeps 8 significant bits
+    (unit roundoff 2⁻⁹ ≈ 0.2 %), and the forward and backward passes accumulate such
+    errors over every layer, so bf16 gradients differ from fp32 by a few % of a sample's
+    gradient scale (≈ 2.5 % here): entries below 10 % of that scale may flip sign
+    legitimately, larger ones should not. The mask keeps most pixels (asserted ≥ 50 %, so
+    the check is not vacuous); a broken bf16 path (wrong or random gradients) agrees on
+    about half of them, as the gradient for other labels shows.
+    """
+    model, x, y = prototypes_cnn
+    dtypes = []
+    hook = model[0].register_forward_hook(lambda m, i, out: dtypes.append(out.dtype))
+    try:
+        g32 = create_attack("ifgsm", loss=loss, precision="fp32")._input_grad(model, x, y)
+        g16 = create_attack("ifgsm", loss=loss, precision="bf16")._input_grad(model, x, y)
+    finally:
+        hook.remove()
+    assert dtypes == [torch.float32, torch.bfloat16]  # autocast did run the model in bf16
+    assert g16.dtype == torch.float32
+    scale = g32.abs().flatten(1).mean(1).view(-1, 1, 1, 1)  # (B, 1, 1, 1)
+    mask = g32.abs() > 0.1 * scale  # (B, 1, 12, 12)
+    assert mask.float().mean().item() >= 0.5
+    agree = (g32.sign() == g16.sign())[mask].float().mean().item()
+    assert agree >= 0.9, agree
+    g_other = create_attack("ifgsm", loss=loss, precision="fp32")._input_grad(model, x, (y + 1) % 10)
+    assert (g32.sign() == g_other.sign())[mask].float().mean().item() < 0.9  # the check can fail
+
+
+def _reference_ifgsm(model, x, y, eps, steps, alpha):
+    """Plain fp32 BIM: x ← clamp(x + α·sign(∇ₓ Σ CE), max(x₀ − ε, 0), min(x₀ + ε, 1))."""
+    lo, hi = (x - torch.tensor(eps)).clamp_min(0), (x + torch.tensor(eps)).clamp_max(1)
+    x_adv = x.clone()
+    for _ in range(steps):
+        xg = x_adv.detach().requires_grad_(True)
+        total = F.cross_entropy(model(xg), y, reduction="none").float().sum()
+        (grad,) = torch.autograd.grad(total, xg)
+        x_adv = torch.clamp(x_adv + torch.tensor(alpha) * grad.sign(), lo, hi)
+    return x_adv
+
+
+@pytest.mark.parametrize("precision", ["fp32", "auto"])
+def test_fp32_precision_is_the_plain_fp32_attack(small, precision):
+    model, x, y = small
+    attack = create_attack("ifgsm", precision=precision)
+    expected = _reference_ifgsm(model, x, y, 0.1, kurakin_steps(0.1), KURAKIN_STEP_SIZE)
+    assert torch.equal(attack(model, x, y, 0.1), expected)
+    assert torch.equal(attack.sweep(model, x, y, [0.05, 0.1])[1], expected)
+
+
+def test_precision_names_and_create_attack_order():
+    for name in ATTACK_NAMES:
+        with pytest.raises(UserError, match="unknown precision 'fp16'; valid: auto, fp32, bf16"):
+            create_attack(name, precision="fp16")
+    with pytest.raises(UserError, match="unknown precision"):
+        GradientSignAttack(precision=None)  # type: ignore[arg-type]
+    attack = create_attack("ifgsm", "cw", 5, 0.01, None, 64, precision="bf16")
+    assert (attack.loss.name, attack.steps, attack.step_size, attack.batch_size, attack.precision) == (
+        "cw", 5, 0.01, 64, "bf16"
+    )
+    assert create_attack("fgsm").precision == "auto"
+    assert "precision='bf16'" in repr(attack)
 
 
 # ---- losses ----------------------------------------------------------------------------

@@ -57,10 +57,14 @@ def craft(
     loss: str = "ce",
     model_loss: Callable | None = None,
 ) -> torch.Tensor:
-    """Adversarial ``x`` (B, ...) by ``attack_name`` ("fgsm", "ifgsm") from ``backend``."""
+    """Adversarial ``x`` (B, ...) by ``attack_name`` ("fgsm", "ifgsm") from ``backend``.
+
+    Every backend runs in fp32 here (the native one too), so their results are comparable.
+    """
     if backend not in BACKENDS:
         raise UserError(f"unknown attack backend {backend!r}; valid: {', '.join(BACKENDS)}")
-    attack = create_attack(attack_name, loss=loss, steps=steps, step_size=step_size, model_loss=model_loss)
+    attack = create_attack(attack_name, loss=loss, steps=steps, step_size=step_size, model_loss=model_loss,
+                           precision="fp32")
     if backend == "native":
         return attack(model, x, y, eps)
     if loss != "ce":

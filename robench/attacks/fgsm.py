@@ -31,13 +31,14 @@ class FGSM(GradientSignAttack):
         step_size: float | None = None,
         model_loss: Callable | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        precision: str = "auto",
     ) -> None:
         if steps is not None or step_size is not None:
             raise UserError(
                 "fgsm is one step of size eps and takes no steps/step_size; "
                 "use attack 'ifgsm' to set them"
             )
-        super().__init__(loss=loss, model_loss=model_loss, batch_size=batch_size)
+        super().__init__(loss=loss, model_loss=model_loss, batch_size=batch_size, precision=precision)
 
     def schedule(self, eps: float) -> tuple[int, float]:
         """One step of size ε."""

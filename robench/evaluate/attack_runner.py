@@ -12,6 +12,7 @@ the attack parameters: a re-run skips finished cells, ``force`` recomputes them.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from tqdm.auto import tqdm
 from robench.attacks import create_attack
 from robench.attacks.backends import backend_names, craft
 from robench.attacks.base import check_eps
+from robench.device import resolve_precision
 from robench.errors import UserError
 from robench.evaluate.members import LoadedMember, default_attacker, load_members
 from robench.evaluate.results import ResultStore
@@ -36,7 +38,7 @@ ATTACK_RESULTS = "attacks.csv"
 FLAG_RESULTS = "flags.csv"
 SANITY_SAMPLES = 256
 KEY_COLUMNS = ("attacker", "attacker_sha256", "defender", "defender_sha256", "attack", "attack_loss",
-               "backend", "eps", "steps", "step_size", "n")
+               "backend", "eps", "steps", "step_size", "n", "precision")
 EPS_GRIDS = {
     "digits": tuple(round(0.05 * i, 2) for i in range(7)),
     "mnist": tuple(round(0.05 * i, 2) for i in range(7)),
@@ -45,6 +47,9 @@ EPS_GRIDS = {
     "imagenet32": tuple(2 * i / 255 for i in range(9)),
 }
 MODES = ("whitebox", "blackbox")
+# Test samples attacked together. The CUDA figure keeps a WRN-28-2 chunk's bf16
+# activations for the input gradient within a few GiB; --batch-size overrides both.
+DEFAULT_CHUNK = {"cpu": 1024, "cuda": 4096}
 
 
 @dataclass
@@ -61,7 +66,8 @@ class AttackPlan:
     steps: int | None = None
     step_size: float | None = None
     num_samples: int = 0  # 0: the whole test set
-    chunk_size: int = 1024
+    chunk_size: int = 0  # test samples per chunk; 0: DEFAULT_CHUNK of the device
+    precision: str = "auto"  # of the native attacks' model passes (robench.device.resolve_precision)
     force: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -116,6 +122,7 @@ def _row(plan, dataset, attacker, defender, attack, eps, n, correct, clean) -> d
         "steps": steps,
         "step_size": step_size,
         "n": n,
+        "precision": _precision(plan, attacker),
         "correct": correct,
         "accuracy": correct / n,
         "clean_correct": clean,
@@ -136,6 +143,13 @@ def _row(plan, dataset, attacker, defender, attack, eps, n, correct, clean) -> d
         "torch_version": versions()["torch"],
         **plan.extra,
     }
+
+
+def _precision(plan: AttackPlan, attacker: LoadedMember) -> str:
+    """The precision the attacker's gradients are taken in (peers always run fp32)."""
+    if plan.backend != "native":
+        return "fp32"
+    return resolve_precision(plan.precision, next(attacker.model.parameters()).device)
 
 
 def _craft_sweep(plan, attack, attacker, x, y, eps_values) -> list[torch.Tensor]:
@@ -186,9 +200,12 @@ def run_attack_plan(plan: AttackPlan, dataset, members: list[LoadedMember], stor
     if plan.num_samples:
         x_all, y_all = x_all[: plan.num_samples], y_all[: plan.num_samples]
     n = len(y_all)
+    if not plan.chunk_size:
+        plan = dataclasses.replace(plan, chunk_size=DEFAULT_CHUNK.get(y_all.device.type, 1024))
     pairs = _pairs(plan, members)
     attacks = {name: create_attack(name, plan.attack_loss, plan.steps, plan.step_size,
-                                   batch_size=max(plan.chunk_size, 1)) for name in plan.attacks}
+                                   batch_size=max(plan.chunk_size, 1), precision=plan.precision)
+               for name in plan.attacks}
     done = set() if plan.force else store.done_keys()
     todo = []
     for attacker, defenders in pairs:
@@ -201,9 +218,13 @@ def run_attack_plan(plan: AttackPlan, dataset, members: list[LoadedMember], stor
     with tqdm(total=len(todo) * chunks, desc=f"{plan.mode} {dataset.name}", unit="batch", disable=None) as bar:
         for attacker, defenders, name in todo:
             attack = create_attack(name, plan.attack_loss, plan.steps, plan.step_size,
-                                   _model_loss(plan, attacker), max(plan.chunk_size, 1))
+                                   _model_loss(plan, attacker), max(plan.chunk_size, 1), plan.precision)
             bar.set_postfix(attacker=attacker.name, attack=name)
-            block = _attack_cell_block(plan, dataset, attacker, defenders, attack, eps_values, x_all, y_all, bar)
+            try:
+                block = _attack_cell_block(plan, dataset, attacker, defenders, attack, eps_values, x_all, y_all, bar)
+            except torch.cuda.OutOfMemoryError:
+                raise UserError(f"out of GPU memory attacking {plan.chunk_size} samples at once; "
+                                "pass a smaller --batch-size") from None
             store.append(block, replace=True)
             rows.extend(block)
     return rows
@@ -244,4 +265,4 @@ def sanity_plan(plan: AttackPlan, num_samples: int) -> AttackPlan:
     the ``large_eps_to_chance`` check."""
     return AttackPlan("whitebox", ("ifgsm",), (1.0,), defenders=plan.defenders,
                       attack_loss=plan.attack_loss, num_samples=min(SANITY_SAMPLES, num_samples),
-                      chunk_size=plan.chunk_size, force=plan.force, extra={"experiment": SANITY})
+                      chunk_size=plan.chunk_size, precision=plan.precision, force=plan.force, extra={"experiment": SANITY})

@@ -40,6 +40,8 @@ def load_members(zoo_dir: Path, dataset: str, names: list[str] | None, device: t
     members = []
     for name in chosen:
         model, card = load(Path(cards[name]["path"]), device)
+        if device.type == "cuda":
+            model.to(memory_format=torch.channels_last)
         members.append(LoadedMember(name, model, card))
     return members
 
