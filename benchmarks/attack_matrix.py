@@ -1,0 +1,381 @@
+"""The attacker × defender matrix: robench's engine against torchattacks and ART loops.
+
+Measured: wall time of the full black-box matrix (every model attacks, every model
+defends, the diagonal is the white-box cell) of FGSM and IFGSM (Kurakin: α = 1/255,
+⌊min(255ε + 4, 1.25·255ε)⌋ steps) over robench's mnist ε grid, on ``--models`` mnist-cnn
+members (default 8, one seed each, each trained ``--train-steps`` Adam steps on synthetic
+learnable data) and ``--samples`` synthetic test images whose labels are the argmax of
+the members' mean logits. Three implementations on the same models and data:
+
+* ``robench``: ``run_attack_plan(AttackPlan("blackbox", attacker="all"), ...)``, the path
+  of ``robench attack --blackbox --attacker all``, with in-memory members and a
+  ResultStore in a temporary folder; one plan per attack, so each is timed on its own.
+* ``torchattacks``: per attacker and ε one ``FGSM`` / ``BIM`` object, adversarials made
+  once per chunk, every defender evaluated on them (ε = 0: the clean images).
+* ``art``: the same loop with one ``PyTorchClassifier`` per attacker and a
+  ``FastGradientMethod`` / ``BasicIterativeMethod`` per ε.
+
+All use the same chunks of ``--chunk-size`` test images (default: robench's default
+chunk for the device) and the same models (channels_last on CUDA, as robench loads
+them). The peers run with the parameters frozen (as robench's own peer backend does)
+so they compute no weight gradients. Every implementation is warmed up on a small slice first. Agreement: the
+correct counts per (attacker, defender, attack, ε) of each peer are compared with
+robench's (``agreement``). robench's attacks may run bf16 on CUDA (precision ``auto``);
+there, when robench has a precision option (an AttackPlan field, or else the process
+default that ``robench attack --precision`` sets), robench is also timed in fp32
+(``robench_fp32``, compared in ``agreement_fp32``); the peers always run fp32. The
+IFGSM image-steps robench executed come from the attacks' ``last_sweep_image_steps``
+where they expose it (the per-ε loops execute Σ_ε steps(ε)·N per attacker).
+
+Run: ``python3 -m benchmarks attacks --out attacks.json [--quick] [--device cuda]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import tempfile
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from benchmarks.common import MNIST_MEAN, MNIST_SHAPE, MNIST_STD, NUM_CLASSES, ratio, synthetic_uint8, timed
+from robench.attacks.base import KURAKIN_STEP_SIZE, kurakin_steps
+from robench import device as robench_device
+from robench.data.base import Split, make_dataset
+from robench.evaluate import attack_runner
+from robench.evaluate.attack_runner import EPS_GRIDS, KEY_COLUMNS, AttackPlan, run_attack_plan
+from robench.evaluate.members import LoadedMember
+from robench.evaluate.results import ResultStore
+from robench.models import create_model
+
+ATTACKS = ("fgsm", "ifgsm")
+Counts = dict[tuple[str, str, str, float], int]  # (attacker, defender, attack, ε) -> correct
+
+
+# ---- set-up ------------------------------------------------------------------------------
+def _sha256(model: nn.Module) -> str:
+    digest = hashlib.sha256()
+    for key, value in model.state_dict().items():
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def build_members(count: int, train_steps: int, device: torch.device, batch: int = 64) -> list[LoadedMember]:
+    """``count`` mnist-cnn members (seeds 0..count-1) briefly trained on synthetic data."""
+    x_train, y_train = synthetic_uint8(max(batch * 8, 512), MNIST_SHAPE, seed=10_000)
+    x_train, y_train = x_train.to(device), y_train.to(device)
+    members = []
+    for seed in range(count):
+        torch.manual_seed(seed)
+        model = create_model("mnist-cnn", NUM_CLASSES, "linear", MNIST_MEAN, MNIST_STD).to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        gen = torch.Generator().manual_seed(seed)
+        model.train()
+        for _ in range(train_steps):
+            index = torch.randint(0, len(y_train), (batch,), generator=gen).to(device)
+            loss = nn.functional.cross_entropy(model(x_train[index].float() / 255), y_train[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        if device.type == "cuda":  # as robench.evaluate.members.load_members does
+            model.to(memory_format=torch.channels_last)
+        card = {"loss": {"name": "ce", "bound": "sym", "delta": 1.0}, "head": "linear",
+                "seed": seed, "weights_sha256": _sha256(model)}
+        members.append(LoadedMember(f"ce-s{seed}", model, card))
+    return members
+
+
+def build_dataset(samples: int, members: list[LoadedMember], device: torch.device, chunk: int):
+    """A robench ``Dataset`` named mnist whose test split is ``samples`` synthetic uint8
+    images labelled by the argmax of the members' mean logits."""
+    x, _ = synthetic_uint8(samples, MNIST_SHAPE, seed=20_000)
+    x = x.to(device)
+    with torch.no_grad():
+        logits = [sum(m.model(x[i : i + chunk].float() / 255) for m in members) for i in range(0, samples, chunk)]
+    y = torch.cat(logits).argmax(dim=1)
+    tiny = Split(x[:2], y[:2])  # train/val are never read by the attack engine
+    dataset = make_dataset("mnist", tiny, tiny, Split(x, y), num_classes=NUM_CLASSES, pixel_max=255.0,
+                           mean=MNIST_MEAN, std=MNIST_STD, augment=False)
+    return dataset
+
+
+def _narrow(dataset, samples: int):
+    return dataclasses.replace(dataset, test=Split(dataset.test.x[:samples], dataset.test.y[:samples]))
+
+
+# ---- robench -----------------------------------------------------------------------------
+def precision_switch() -> str | None:
+    """How a robench run's attack precision is chosen: ``"plan"`` (an AttackPlan field),
+    ``"process"`` (``robench.device.set_default_precision``, the CLI's ``--precision``)
+    or None (no option: the attacks run fp32)."""
+    if any(f.name == "precision" for f in dataclasses.fields(AttackPlan)):
+        return "plan"
+    return "process" if hasattr(robench_device, "set_default_precision") else None
+
+
+@contextmanager
+def _process_precision(precision: str | None) -> Iterator[None]:
+    """``precision`` as the process default for the duration (restored afterwards)."""
+    if precision is None or precision_switch() != "process":
+        yield
+        return
+    previous = getattr(robench_device, "_default_precision", "auto")
+    robench_device.set_default_precision(precision)
+    try:
+        yield
+    finally:
+        robench_device.set_default_precision(previous)
+
+
+def _resolved(attack: Any, device: torch.device) -> str:
+    name = getattr(attack, "precision", None)
+    resolve = getattr(robench_device, "resolve_precision", None)
+    return "fp32" if name is None or resolve is None else resolve(name, device)
+
+
+@contextmanager
+def _instrumented(device: torch.device) -> Iterator[dict[str, Any]]:
+    """Wrap the runner's ``create_attack`` to sum ``last_sweep_image_steps`` over every
+    sweep (``known`` False when the attack does not expose it) and record the resolved
+    precision of the attacks it creates; one Python call per chunk of overhead."""
+    original = getattr(attack_runner, "create_attack", None)
+    record: dict[str, Any] = {"steps": 0, "known": original is not None, "precisions": set()}
+    if original is None:
+        yield record
+        return
+
+    def create_attack(*args, **kwargs):
+        attack = original(*args, **kwargs)
+        record["precisions"].add(_resolved(attack, device))
+        sweep = attack.sweep
+
+        def counted(*a, **k):
+            out = sweep(*a, **k)
+            steps = getattr(attack, "last_sweep_image_steps", None)
+            if steps is None:
+                record["known"] = False
+            else:
+                record["steps"] = record["steps"] + steps
+            return out
+
+        attack.sweep = counted
+        return attack
+
+    attack_runner.create_attack = create_attack
+    try:
+        yield record
+    finally:
+        attack_runner.create_attack = original
+
+
+def run_robench(dataset, members, eps, chunk, device, precision: str | None = None) -> dict[str, Any]:
+    """Time robench's black-box/all plan per attack; its correct counts, IFGSM image-steps
+    and precision. ``precision`` None: robench's default."""
+    extra = {"precision": precision} if precision is not None and precision_switch() == "plan" else {}
+    seconds, counts, image_steps, precisions = {}, {}, None, set()
+    with tempfile.TemporaryDirectory() as tmp, _process_precision(precision):
+        store = ResultStore(Path(tmp) / attack_runner.ATTACK_RESULTS, KEY_COLUMNS)
+        for name in ATTACKS:
+            plan = AttackPlan("blackbox", attacks=(name,), eps=list(eps), attacker="all",
+                              chunk_size=chunk, **extra)
+            with _instrumented(device) as record:
+                seconds[name], rows = timed(lambda: run_attack_plan(plan, dataset, members, store), device)
+            precisions |= record["precisions"]
+            if name == "ifgsm" and record["known"]:
+                image_steps = int(record["steps"])
+            for r in rows:
+                counts[(r["attacker"], r["defender"], r["attack"], float(r["eps"]))] = int(r["correct"])
+    clean = {r["defender"]: r["clean_correct"] / r["n"] for r in rows}
+    return {"seconds": seconds, "counts": counts, "image_steps": image_steps, "clean": clean,
+            "precision": "/".join(sorted(precisions)) or "fp32"}
+
+
+# ---- peers -------------------------------------------------------------------------------
+@contextmanager
+def _frozen(members: list[LoadedMember]) -> Iterator[None]:
+    saved = [(p, p.requires_grad) for m in members for p in m.model.parameters()]
+    try:
+        for p, _ in saved:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in saved:
+            p.requires_grad_(flag)
+
+
+def _torchattacks_maker(attacker: LoadedMember, name: str, device: torch.device, chunk: int):
+    """ε -> a craft(x, y) function backed by one torchattacks object."""
+    import torchattacks
+
+    def crafter(eps: float):
+        if name == "fgsm":
+            return torchattacks.FGSM(attacker.model, eps=eps)
+        return torchattacks.BIM(attacker.model, eps=eps, alpha=KURAKIN_STEP_SIZE, steps=kurakin_steps(eps))
+
+    return crafter
+
+
+def _art_maker(attacker: LoadedMember, name: str, device: torch.device, chunk: int):
+    """ε -> a craft(x, y) function backed by one ART attack on one classifier per attacker."""
+    from art.attacks.evasion import BasicIterativeMethod, FastGradientMethod
+    from art.estimators.classification import PyTorchClassifier
+
+    on_cuda = device.type == "cuda"
+    with torch.cuda.device(device) if on_cuda else nullcontext():  # ART uses the current GPU
+        classifier = PyTorchClassifier(model=attacker.model, loss=nn.CrossEntropyLoss(),
+                                       input_shape=MNIST_SHAPE, nb_classes=NUM_CLASSES, clip_values=(0.0, 1.0),
+                                       preprocessing=None, device_type="gpu" if on_cuda else "cpu")
+
+    def make(eps: float):
+        if name == "fgsm":
+            return FastGradientMethod(classifier, norm=np.inf, eps=eps, batch_size=chunk)
+        return BasicIterativeMethod(classifier, eps=eps, eps_step=KURAKIN_STEP_SIZE, max_iter=kurakin_steps(eps),
+                                    batch_size=chunk, verbose=False)
+
+    def crafter(eps: float):
+        attack = make(eps)
+
+        def run(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            with torch.cuda.device(device) if on_cuda else nullcontext():
+                adv = attack.generate(x=x.cpu().numpy(), y=y.cpu().numpy())
+            return torch.from_numpy(np.asarray(adv, dtype=np.float32)).to(device)
+
+        return run
+
+    return crafter
+
+
+PEERS = {"torchattacks": _torchattacks_maker, "art": _art_maker}
+
+
+def _peer_matrix(peer: str, name: str, dataset, members, eps, chunk, device) -> torch.Tensor:
+    """Correct counts (attacker, ε, defender) of one peer's loop for attack ``name``."""
+    x_all, y_all = dataset.test.x, dataset.test.y
+    chunks = [(dataset.to_float(x_all[i : i + chunk]), y_all[i : i + chunk]) for i in range(0, len(y_all), chunk)]
+    correct = torch.zeros(len(members), len(eps), len(members), dtype=torch.long, device=device)
+    with _frozen(members):
+        for a, attacker in enumerate(members):
+            crafter = PEERS[peer](attacker, name, device, chunk)
+            for e, value in enumerate(eps):
+                craft = crafter(value) if value > 0 else None  # ε = 0: the clean images
+                for x, y in chunks:
+                    adv = x if craft is None else craft(x, y)
+                    with torch.no_grad():
+                        for d, defender in enumerate(members):
+                            correct[a, e, d] += (defender.model(adv).argmax(dim=1) == y).sum()
+    return correct
+
+
+def run_peer(peer: str, dataset, members, eps, chunk, device) -> dict[str, Any]:
+    """Time one peer's loop per attack: for each attacker and ε, one attack object,
+    adversarials per chunk, every defender evaluated; its correct counts."""
+    seconds, counts = {}, {}
+    for name in ATTACKS:
+        seconds[name], correct = timed(
+            lambda name=name: _peer_matrix(peer, name, dataset, members, eps, chunk, device), device)
+        table = correct.tolist()
+        for a, attacker in enumerate(members):
+            for e, value in enumerate(eps):
+                for d, defender in enumerate(members):
+                    counts[(attacker.name, defender.name, name, float(value))] = table[a][e][d]
+    return {"seconds": seconds, "counts": counts}
+
+
+# ---- the benchmark -----------------------------------------------------------------------
+def agreement(reference: Counts, other: Counts) -> dict[str, Any]:
+    """Cells, how many correct counts differ from ``reference`` and by how much at most."""
+    keys = sorted(set(reference) | set(other))
+    diffs = [abs(reference.get(k, -1) - other.get(k, -1)) for k in keys]
+    differing = sum(d > 0 for d in diffs)
+    return {"cells": len(keys), "differing": differing, "max_abs_count_diff": max(diffs, default=0),
+            "identical": differing == 0 and len(keys) > 0}
+
+
+def _summary(result: dict[str, Any], per_eps_steps: int) -> dict[str, Any]:
+    """Wall times; IFGSM image-steps/s as executed and as the per-ε loops' work / wall."""
+    ifgsm_s = result["seconds"]["ifgsm"]
+    executed = result.get("image_steps")
+    return {"wall_s": sum(result["seconds"].values()), "per_attack_s": result["seconds"],
+            "precision": result.get("precision", "fp32"),
+            "ifgsm_image_steps": executed if executed is not None else per_eps_steps,
+            "ifgsm_image_steps_per_s": ratio(executed if executed is not None else per_eps_steps, ifgsm_s),
+            "ifgsm_per_eps_equivalent_image_steps_per_s": ratio(per_eps_steps, ifgsm_s)}
+
+
+def _mean_accuracy(counts: Counts, samples: int, eps) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for name in ATTACKS:
+        for value in eps:
+            cells = [c for (_, _, a, e), c in counts.items() if a == name and e == float(value)]
+            out.setdefault(name, {})[f"{value:g}"] = sum(cells) / (len(cells) * samples) if cells else None
+    return out
+
+
+def run(device: torch.device, models: int = 8, samples: int = 256, eps=None, train_steps: int = 50,
+        chunk: int = 0, member_batch: int = 64, warmup_samples: int = 4) -> dict[str, Any]:
+    """The whole attack-matrix benchmark; a JSON-ready dict. ``chunk`` 0: robench's
+    default chunk for the device (what ``robench attack`` uses without --batch-size)."""
+    eps = sorted({float(e) for e in (eps if eps is not None else EPS_GRIDS["mnist"])})
+    chunk = chunk or getattr(attack_runner, "DEFAULT_CHUNK", {}).get(device.type, 1024)
+    members = build_members(models, train_steps, device, member_batch)
+    dataset = build_dataset(samples, members, device, chunk)
+    warm = _narrow(dataset, min(samples, warmup_samples))
+    warm_eps = [e for e in eps if e > 0][:1] or eps[:1]  # one attacked ε: every kernel runs
+    switch = precision_switch()
+    variants = {"robench": None}
+    if device.type == "cuda" and switch is not None:
+        variants["robench_fp32"] = "fp32"
+    results: dict[str, dict[str, Any]] = {}
+    for label, precision in variants.items():
+        run_robench(warm, members, warm_eps, chunk, device, precision)
+        results[label] = run_robench(dataset, members, eps, chunk, device, precision)
+    for peer in PEERS:
+        run_peer(peer, warm, members, warm_eps, chunk, device)
+        results[peer] = run_peer(peer, dataset, members, eps, chunk, device)
+
+    expected_steps = models * samples * sum(kurakin_steps(e) for e in eps)
+    out: dict[str, Any] = {
+        "models": models, "samples": samples, "eps": eps, "chunk_size": chunk, "train_steps": train_steps,
+        "member_batch": member_batch,
+        "cells": models * models * len(ATTACKS) * len(eps),
+        "robench_precision": results["robench"]["precision"], "precision_option": switch,
+        "clean_accuracy": results["robench"]["clean"],
+        "mean_accuracy": _mean_accuracy(results["robench"]["counts"], samples, eps),
+        "ifgsm_image_steps": {"per_eps_loops": expected_steps, "robench": results["robench"]["image_steps"]},
+    }
+    for label, result in results.items():
+        out[label] = _summary(result, expected_steps)
+    out["ratios"] = {f"{peer}/robench": ratio(out[peer]["wall_s"], out["robench"]["wall_s"]) for peer in PEERS}
+    out["agreement"] = {peer: agreement(results["robench"]["counts"], results[peer]["counts"]) for peer in PEERS}
+    if "robench_fp32" in results:
+        out["ratios"].update({f"{peer}/robench_fp32": ratio(out[peer]["wall_s"], out["robench_fp32"]["wall_s"])
+                              for peer in PEERS})
+        out["agreement_fp32"] = {peer: agreement(results["robench_fp32"]["counts"], results[peer]["counts"])
+                                 for peer in PEERS}
+    return out
+
+
+def summary_lines(result: dict[str, Any]) -> list[str]:
+    """A few human-readable lines of :func:`run`'s result."""
+    lines = [f"attacks: {result['models']}x{result['models']} matrix, N={result['samples']}, "
+             f"{len(result['eps'])} eps, robench precision {result['robench_precision']}"]
+    for label in ("robench", "robench_fp32", "torchattacks", "art"):
+        if label in result:
+            r = result[label]
+            rate, equiv = r["ifgsm_image_steps_per_s"] or 0, r["ifgsm_per_eps_equivalent_image_steps_per_s"] or 0
+            lines.append(f"  {label:13s} {r['wall_s']:9.2f} s  (fgsm {r['per_attack_s']['fgsm']:.2f} s, "
+                         f"ifgsm {r['per_attack_s']['ifgsm']:.2f} s; IFGSM {r['ifgsm_image_steps']:,} image-steps, "
+                         f"{rate:,.0f}/s executed, {equiv:,.0f}/s per-eps equivalent)")
+    for key, value in result["ratios"].items():
+        lines.append(f"  {key}: {value:.2f}x" if value else f"  {key}: n/a")
+    for key in ("agreement", "agreement_fp32"):
+        for peer, a in result.get(key, {}).items():
+            lines.append(f"  {key} {peer}: identical={a['identical']} ({a['differing']}/{a['cells']} cells differ)")
+    return lines

@@ -1,0 +1,87 @@
+"""The benchmark command (benchmarks/, not part of the package): a --quick CPU run at the
+smallest sizes writes the JSON document with every key, the three attack implementations
+agree cell by cell, and every ratio is a positive finite number. No timing assertions."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = ["--threads", "1", "--models", "3", "--samples", "6", "--eps", "0,0.05", "--train-steps", "5",
+        "--batch", "8", "--train-samples", "16"]
+
+pytest.importorskip("torchattacks")
+pytest.importorskip("art")
+
+
+def _ratios(node):
+    """Every value under a "ratios" key anywhere in the document."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "ratios":
+                yield from value.items()
+            else:
+                yield from _ratios(value)
+
+
+@pytest.fixture(scope="module")
+def quick_doc(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "tmp.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}  # one thread: no oversubscription
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "all", "--quick", "--device", "cpu", "--out", str(out), *TINY],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "written to" in proc.stdout
+    return json.loads(out.read_text())
+
+
+def test_document_keys(quick_doc):
+    machine = quick_doc["machine"]
+    for key in ("platform", "cpu_count", "torch_version", "torch_threads", "device", "device_name",
+                "robench_version", "git_commit", "timestamp_utc"):
+        assert key in machine, key
+    assert machine["device"] == "cpu"
+    assert quick_doc["options"]["quick"] is True and quick_doc["options"]["models"] == 3
+    assert set(quick_doc["results"]) == {"attacks", "train", "loss"}
+    train = quick_doc["results"]["train"]
+    for arch in ("mnist-cnn", "wrn-28-2"):
+        assert train[arch]["robench"]["steady_images_per_s"] > 0
+        assert train[arch]["eager"]["images_per_s"] > 0
+    loss = quick_doc["results"]["loss"]
+    assert set(loss["loss_alone"]) == set(loss["train_step"]) == {"ce", "1toN-sym-d1", "1toN-zero-d1"}
+
+
+def test_attack_implementations_identical_on_cpu(quick_doc):
+    attacks = quick_doc["results"]["attacks"]
+    assert attacks["cells"] == 3 * 3 * 2 * 2  # attackers x defenders x attacks x eps
+    for peer in ("torchattacks", "art"):
+        agreement = attacks["agreement"][peer]
+        assert agreement["cells"] == attacks["cells"]
+        assert agreement["identical"] is True, agreement
+        assert attacks[peer]["wall_s"] > 0
+    assert attacks["robench_precision"] == "fp32"
+    assert attacks["ifgsm_image_steps"]["per_eps_loops"] == 3 * 6 * 15  # models x N x steps(0.05)
+    assert set(attacks["clean_accuracy"]) == {"ce-s0", "ce-s1", "ce-s2"}
+
+
+def test_ratios_positive_finite(quick_doc):
+    ratios = dict(_ratios(quick_doc["results"]))
+    assert {"torchattacks/robench", "art/robench", "1toN-sym-d1/ce train_step"} <= set(ratios)
+    for name, value in ratios.items():
+        assert isinstance(value, float) and math.isfinite(value) and value > 0, (name, value)
+
+
+def test_bad_option_is_exit_2(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "attacks", "--samples", "0",
+                           "--out", str(tmp_path / "x.json")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--samples must be at least 1" in proc.stderr
+    assert not (tmp_path / "x.json").exists()
