@@ -384,6 +384,18 @@ def test_prefix_sweep_chunks(batch_size):
         assert torch.equal(adv, attack(model, x, y, e)), e
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_prefix_sweep_equals_per_eps_calls_on_cuda():
+    """fp32 on CUDA: the prefix-shared sweep gives the per-ε adversarials (cuDNN may pick
+    batch-size-dependent kernels, so allow a rare gradient-sign flip at rounding level)."""
+    model, (x, y) = _tiny("cnn").cuda(), _tiny_batch(256)
+    x, y = x.cuda(), y.cuda()
+    attack = create_attack("ifgsm", precision="fp32")
+    for e, adv in zip(MNIST_GRID, attack.sweep(model, x, y, MNIST_GRID)):
+        differing = (adv != attack(model, x, y, e)).float().mean().item()
+        assert differing <= 1e-3, (e, differing)
+
+
 def test_prefix_sweep_image_steps_on_the_mnist_grid():
     model, (x, y) = _tiny("cnn"), _tiny_batch()
     n = len(x)
@@ -462,8 +474,13 @@ def prototypes_cnn():
     return model, x, y
 
 
+_DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                  reason="needs CUDA"))]
+
+
+@pytest.mark.parametrize("device", _DEVICES)
 @pytest.mark.parametrize("loss", LOSS_NAMES)
-def test_bf16_gradient_signs_agree_with_fp32(prototypes_cnn, loss):
+def test_bf16_gradient_signs_agree_with_fp32(prototypes_cnn, loss, device):
     """bf16 autocast (on the CPU) keeps ≥ 90 % of the input-gradient signs where they matter.
 
     "Not tiny": |g| > 0.1 × the sample's mean |g| in fp32. bf16 keeps 8 significant bits
@@ -474,7 +491,7 @@ def test_bf16_gradient_signs_agree_with_fp32(prototypes_cnn, loss):
     the check is not vacuous); a broken bf16 path (wrong or random gradients) agrees on
     about half of them, as the gradient for other labels shows.
     """
-    model, x, y = prototypes_cnn
+    model, x, y = (t.to(device) for t in prototypes_cnn)
     dtypes = []
     hook = model[0].register_forward_hook(lambda m, i, out: dtypes.append(out.dtype))
     try:
