@@ -64,8 +64,9 @@ def trainer_defaults() -> dict[str, Any]:
 
 
 def robench_throughput(arch: str, x: torch.Tensor, y: torch.Tensor, batch: int, extra_epochs: int,
-                       device: torch.device) -> dict[str, Any]:
-    """Images/s of ``train_model`` on (x, y) (uint8 and labels, on ``device``)."""
+                       device: torch.device, **options: Any) -> dict[str, Any]:
+    """Images/s of ``train_model`` on (x, y) (uint8 and labels, on ``device``), with
+    ``options`` passed to it (none: its defaults)."""
     dataset = MODELS[arch][3]
     model = _model(arch, device)
     loss = create_loss(LossSpec("ce"))
@@ -74,9 +75,9 @@ def robench_throughput(arch: str, x: torch.Tensor, y: torch.Tensor, batch: int, 
     def spec(epochs: int):
         return with_overrides(train_spec(dataset, "paper", "ce"), epochs=epochs, batch_size=batch)
 
-    train_model(model, loss, Split(x[: 2 * batch], y[: 2 * batch]), to_float, spec(1), seed=0)  # warm-up
-    t1, first = timed(lambda: train_model(model, loss, split, to_float, spec(1), seed=1), device)
-    t2, second = timed(lambda: train_model(model, loss, split, to_float, spec(1 + extra_epochs), seed=2), device)
+    train_model(model, loss, Split(x[: 2 * batch], y[: 2 * batch]), to_float, spec(1), seed=0, **options)  # warm-up
+    t1, first = timed(lambda: train_model(model, loss, split, to_float, spec(1), seed=1, **options), device)
+    t2, second = timed(lambda: train_model(model, loss, split, to_float, spec(1 + extra_epochs), seed=2, **options), device)
     per_epoch = (len(y) // batch) * batch
     steady = ratio(extra_epochs * per_epoch, t2 - t1)
     end_to_end = ratio((1 + extra_epochs) * per_epoch, t2)
@@ -141,10 +142,25 @@ def run(device: torch.device, samples: dict[str, int], batch: int = 256, extra_e
         rob = robench_throughput(arch, x.to(device), y.to(device), batch, extra_epochs, device)
         eager = eager_throughput(arch, x, y, batch, warmup, repeats, device)
         out[arch] = {"samples": n, "robench": rob, "eager": eager,
+                     **_compiled_variant(arch, x, y, batch, extra_epochs, device, eager),
                      "ratios": {"robench/eager": ratio(rob["steady_images_per_s"], eager["images_per_s"]),
                                 "robench_end_to_end/eager": ratio(rob["end_to_end_images_per_s"],
                                                                   eager["images_per_s"])}}
     return out
+
+
+def _compiled_variant(arch, x, y, batch, extra_epochs, device, eager) -> dict[str, Any]:
+    """On CUDA, for wrn-28-2, also ``train_model(..., compile_model=True)`` (the warm-up
+    call compiles)."""
+    if device.type != "cuda" or arch != "wrn-28-2":
+        return {}
+    try:
+        compiled = robench_throughput(arch, x.to(device), y.to(device), batch, extra_epochs, device,
+                                      compile_model=True)
+    except Exception as err:  # a compiler failure is a result to report, not a crash
+        return {"robench_compiled": {"error": f"{type(err).__name__}: {err}"[:500]}}
+    return {"robench_compiled": compiled,
+            "ratio_compiled": ratio(compiled["steady_images_per_s"], eager["images_per_s"])}
 
 
 def summary_lines(result: dict[str, Any]) -> list[str]:
@@ -157,4 +173,10 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
             rt = r["ratios"]["robench/eager"]
             lines.append(f"  {arch:9s} robench {rob or 0:,.0f} img/s, eager {eager or 0:,.0f} img/s, "
                          f"ratio {rt or float('nan'):.2f}x (N={r['samples']})")
+            compiled = r.get("robench_compiled")
+            if compiled:
+                lines.append(f"  {arch:9s} robench compile_model=True: "
+                             + (compiled["error"] if "error" in compiled else
+                                f"{compiled['steady_images_per_s'] or 0:,.0f} img/s, "
+                                f"ratio {r['ratio_compiled'] or float('nan'):.2f}x"))
     return lines

@@ -216,6 +216,23 @@ def test_graphed_step_equals_eager_on_cuda_fp32(digits, loss_spec):
 
 
 @needs_cuda
+def test_compiled_graphed_step_equals_eager_on_cuda_fp32(digits):
+    """``compile_model``: the torch.compile'd forward inside the captured step trains to
+    the eager run's weights, up to the kernels' rounding (fused kernels sum in another order)."""
+    spec = TrainSpec(epochs=2, lr=0.002, batch_size=64, momentum=0.9, lr_decay=0.1,
+                     lr_decay_steps=6, augment=True)
+    runs = {}
+    for name, compiled in (("eager", False), ("compiled", True)):
+        model = _model().cuda()
+        initial = _flat(model).clone()
+        train_model(model, create_loss(LossSpec("ce")), _cuda_split(digits), digits.to_float, spec, seed=2,
+                    precision="fp32", cuda_graph=compiled, compile_model=compiled)
+        runs[name] = _flat(model)
+    moved = (runs["eager"] - initial).norm()
+    assert (runs["compiled"] - runs["eager"]).norm() <= 1e-2 * moved
+
+
+@needs_cuda
 def test_graphed_bf16_training_learns_on_cuda(digits):
     from robench.metrics import accuracy
 

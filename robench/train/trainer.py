@@ -102,6 +102,7 @@ def train_model(
     desc: str = "train",
     precision: str = "auto",
     cuda_graph: bool | None = None,
+    compile_model: bool = False,
 ) -> TrainResult:
     """Train ``model`` in place on ``train`` (already on the model's device).
 
@@ -113,7 +114,8 @@ def train_model(
     ``precision`` ``auto`` is bf16 autocast on CUDA and fp32 elsewhere
     (:func:`robench.device.resolve_precision`); ``cuda_graph`` None captures the step
     into a CUDA graph on CUDA (:mod:`robench.train.step`). On CUDA the model is also
-    converted to channels_last.
+    converted to channels_last. ``compile_model`` runs the training forward through
+    ``torch.compile`` (the first steps then include the compilation).
     """
     device = train.x.device
     precision = resolve_precision(precision, device)
@@ -133,7 +135,7 @@ def train_model(
         state = load_checkpoint(checkpoint_dir, model, optimizer, rngs, fingerprint) or state
     total_epochs = planned_epochs(spec, len(train))
     step = make_step(model, loss_fn, optimizer, train, to_float, precision, graphed,
-                     min(spec.batch_size, len(train)), spec.augment)
+                     min(spec.batch_size, len(train)), spec.augment, compile_model)
     start = time.perf_counter()
     bar = tqdm(total=total_epochs, initial=state.epoch, desc=desc, unit="epoch",
                leave=False, disable=None)
