@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from robench.device import PRECISION_CHOICES, set_default_precision
+from robench.device import PRECISION_CHOICES, set_compile_training, set_default_precision
 from robench.errors import UserError
 
 log = logging.getLogger("robench")
@@ -39,10 +39,13 @@ def _common(p: argparse.ArgumentParser, dataset_required: bool = True) -> None:
     p.add_argument("--data-root", type=Path, default=Path("data"), help="dataset folder (default ./data)")
 
 
-def _device_options(p: argparse.ArgumentParser) -> None:
+def _device_options(p: argparse.ArgumentParser, training: bool = True) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
                    help="auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16")
+    if training:
+        p.add_argument("--compile", action="store_true",
+                       help="train through torch.compile (faster steps on CUDA after a compilation)")
 
 
 # --- commands -------------------------------------------------------------------------
@@ -200,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--batch-size", type=_int_at_least(1), default=0,
                     help="test samples attacked together (default 1024 on CPU, 4096 on CUDA)")
     at.add_argument("--results-dir", type=Path, help="default reports/<dataset>/results")
-    _device_options(at)
+    _device_options(at, training=False)
     at.add_argument("--force", action="store_true", help="recompute cells already stored")
     at.set_defaults(func=cmd_attack)
 
@@ -236,6 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], None] = args.func
     try:
         set_default_precision(getattr(args, "precision", "auto"))
+        set_compile_training(getattr(args, "compile", False))
         func(args)
     except UserError as exc:
         sys.stderr.write(f"robench: error: {exc}\n")

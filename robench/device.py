@@ -55,3 +55,17 @@ def autocast(precision: str, device: torch.device) -> torch.autocast:
     The weight cache is off so the context can sit inside a captured CUDA graph.
     """
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16", cache_enabled=False)
+
+
+_compile_training = False
+
+
+def set_compile_training(enabled: bool) -> None:
+    """Whether training runs its forward through ``torch.compile`` (the CLI's ``--compile``)."""
+    global _compile_training
+    _compile_training = bool(enabled)
+
+
+def compile_training() -> bool:
+    """The process default of :func:`set_compile_training` (off unless asked)."""
+    return _compile_training

@@ -396,25 +396,6 @@ def test_prefix_sweep_equals_per_eps_calls_on_cuda():
         assert differing <= 1e-3, (e, differing)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_graph_replayed_steps_equal_eager_steps_on_cuda(precision):
-    """Runs of equal steps replayed from a captured CUDA graph run the eager kernels on
-    the same buffers: bit-identical adversarials and the same image-step count."""
-    model, (x, y) = _tiny("cnn").cuda(), _tiny_batch(256)
-    x, y = x.cuda(), y.cuda()
-    results = {}
-    for graphs in (False, True):
-        attack = create_attack("ifgsm", precision=precision)
-        attack.cuda_graphs = graphs
-        swept = attack.sweep(model, x, y, MNIST_GRID)
-        single = attack(model, x, y, 0.3)  # one ε: 80 steps on the same rows
-        results[graphs] = (swept, single, attack.last_sweep_image_steps)
-    assert results[True][2] == results[False][2] == len(x) * 100
-    for eager, graphed in zip(results[False][0] + [results[False][1]], results[True][0] + [results[True][1]]):
-        assert torch.equal(graphed, eager)
-
-
 def test_prefix_sweep_image_steps_on_the_mnist_grid():
     model, (x, y) = _tiny("cnn"), _tiny_batch()
     n = len(x)

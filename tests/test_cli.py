@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from robench.cli import build_parser, main
 from robench.zoo import load_definition
@@ -65,3 +66,27 @@ def test_data_list_and_check(tmp_path):
     assert "digits" in listed.stdout and "present" in listed.stdout
     checked = _robench("data", "check", "--data-root", str(tmp_path))
     assert checked.returncode == 2 and "cifar10" in checked.stderr
+
+
+def test_precision_and_compile_options_set_the_process_defaults(monkeypatch):
+    import robench.cli as cli
+    import robench.device as device
+    import robench.train.members as members
+
+    monkeypatch.setattr(device, "_default_precision", "auto")
+    monkeypatch.setattr(device, "_compile_training", False)
+    seen = {}
+
+    def fake_train_zoo(*args, **kwargs):
+        seen.update(precision=device.resolve_precision("auto", torch.device("cpu")),
+                    compiled=device.compile_training())
+        return []
+
+    monkeypatch.setattr(members, "train_zoo", fake_train_zoo)
+    assert cli.main(["train", "zoo", "--dataset", "digits", "--precision", "bf16", "--compile"]) == 0
+    assert seen == {"precision": "bf16", "compiled": True}
+    assert cli.main(["train", "zoo", "--dataset", "digits"]) == 0
+    assert seen == {"precision": "fp32", "compiled": False}  # auto on the CPU
+    with pytest.raises(SystemExit) as exit_info:  # --compile is a training option only
+        cli.build_parser().parse_args(["attack", "--whitebox", "--dataset", "digits", "--compile"])
+    assert exit_info.value.code == 2

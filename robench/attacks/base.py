@@ -65,8 +65,6 @@ from robench.registry import Registry
 
 KURAKIN_STEP_SIZE = 1.0 / 255.0
 DEFAULT_BATCH_SIZE = 4096
-GRAPH_MIN_RUN = 8  # shorter runs of equal steps stay eager: a capture costs about one step
-GRAPH_WARMUP = 1  # eager steps before a capture
 
 Eps = float | torch.Tensor
 
@@ -223,7 +221,6 @@ class GradientSignAttack:
         #: Input-gradient rows (image-steps) the last :meth:`sweep` computed.
         self.last_sweep_image_steps = 0
         self._grad_rows = 0  # all input-gradient rows so far (host int)
-        self.cuda_graphs = True  # replay runs of equal steps as CUDA graphs (CUDA only)
 
     def schedule(self, eps: float) -> tuple[int, float]:
         """(number of steps, step size α) for budget ``eps``."""
@@ -491,55 +488,15 @@ class GradientSignAttack:
         x_adv[:k] ← clamp(x_adv[:k] + α · sign(∇ₓ L(x_adv[:k], y[:k])), lo[:k], hi[:k]).
 
         ``x_adv``, ``lo``, ``hi`` (N, ...), ``alpha`` (N, 1, ...); ``first_sign`` (N, ...)
-        replaces the first step's gradient sign. On CUDA a run of at least
-        ``GRAPH_MIN_RUN`` steps on the same rows is one step captured as a CUDA graph and
-        replayed: the same kernels on the same buffers, without the per-step launches.
+        replaces the first step's gradient sign.
         """
-        t = 0
-        while t < len(active):  # host-known counts: no sync inside the loop
-            k = active[t]
+        for t, k in enumerate(active):  # host-known counts: no sync inside the loop
+            moving = x_adv[:k]
             if t == 0 and first_sign is not None:
-                x_adv[:k] = torch.clamp(x_adv[:k] + alpha[:k] * first_sign[:k], lo[:k], hi[:k])
-                t += 1
-                continue
-            run = _run_length(active, t)
-            if self.cuda_graphs and x_adv.is_cuda and run >= GRAPH_MIN_RUN:
-                self._replayed_steps(model, x_adv[:k], y[:k], alpha[:k], lo[:k], hi[:k], run)
+                sign = first_sign[:k]
             else:
-                for _ in range(run):
-                    self._one_step(model, x_adv[:k], y[:k], alpha[:k], lo[:k], hi[:k])
-            t += run
-
-    def _one_step(self, model, x_adv, y, alpha, lo, hi) -> None:
-        """x_adv ← clamp(x_adv + α · sign(∇ₓ L(x_adv, y)), lo, hi), in place; all (k, ...)."""
-        sign = self._grad_sign(model, x_adv, y)
-        x_adv.copy_(torch.clamp(x_adv + alpha * sign, lo, hi))
-
-    def _replayed_steps(self, model, x_adv, y, alpha, lo, hi, count: int) -> None:
-        """``count`` steps: ``GRAPH_WARMUP`` eager ones on a side stream (lazy library
-        set-up happens there), then one captured step replayed for the rest."""
-        side = torch.cuda.Stream(device=x_adv.device)
-        side.wait_stream(torch.cuda.current_stream(x_adv.device))
-        with torch.cuda.stream(side):
-            for _ in range(GRAPH_WARMUP):
-                self._one_step(model, x_adv, y, alpha, lo, hi)
-        torch.cuda.current_stream(x_adv.device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        rows_before = self._grad_rows
-        with torch.cuda.graph(graph):  # recorded, not run
-            self._one_step(model, x_adv, y, alpha, lo, hi)
-        self._grad_rows = rows_before
-        for _ in range(count - GRAPH_WARMUP):
-            graph.replay()
-        self._grad_rows += (count - GRAPH_WARMUP) * len(x_adv)
-
-
-def _run_length(active: list[int], t: int) -> int:
-    """How many steps from ``t`` on move the same number of rows as step t."""
-    end = t
-    while end < len(active) and active[end] == active[t]:
-        end += 1
-    return end - t
+                sign = self._grad_sign(model, moving, y[:k])
+            x_adv[:k] = torch.clamp(moving + alpha[:k] * sign, lo[:k], hi[:k])
 
 
 ATTACKS: Registry[GradientSignAttack] = Registry("attack")

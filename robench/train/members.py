@@ -109,6 +109,7 @@ def train_member(
         "device": str(data.train.x.device),
         "precision": result.precision,
         "cuda_graph": result.cuda_graph,
+        "compiled": result.compiled,
         "versions": versions(),
         "git_commit": git_commit(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from robench.config import TrainSpec
 from robench.data.augment import draw_flip_crop
 from robench.data.base import Split
-from robench.device import resolve_precision
+from robench.device import compile_training, resolve_precision
 from robench.metrics import accuracy
 from robench.train.checkpoint import TrainState, clear_checkpoint, load_checkpoint, save_checkpoint
 from robench.train.rmsprop_tf import RMSPropTF
@@ -54,6 +54,7 @@ class TrainResult:
     wall_time_s: float = 0.0
     precision: str = "fp32"
     cuda_graph: bool = False
+    compiled: bool = False
 
 
 def planned_epochs(spec: TrainSpec, num_train: int) -> int:
@@ -102,7 +103,7 @@ def train_model(
     desc: str = "train",
     precision: str = "auto",
     cuda_graph: bool | None = None,
-    compile_model: bool = False,
+    compile_model: bool | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``train`` (already on the model's device).
 
@@ -115,11 +116,13 @@ def train_model(
     (:func:`robench.device.resolve_precision`); ``cuda_graph`` None captures the step
     into a CUDA graph on CUDA (:mod:`robench.train.step`). On CUDA the model is also
     converted to channels_last. ``compile_model`` runs the training forward through
-    ``torch.compile`` (the first steps then include the compilation).
+    ``torch.compile`` (the first steps then include the compilation); None: the process
+    default (:func:`robench.device.compile_training`, the CLI's ``--compile``).
     """
     device = train.x.device
     precision = resolve_precision(precision, device)
     graphed = device.type == "cuda" if cuda_graph is None else cuda_graph
+    compile_model = compile_training() if compile_model is None else compile_model
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True  # fixed shapes: autotune once, in the warm-up steps
@@ -158,7 +161,7 @@ def train_model(
     bar.close()
     model.eval()
     return TrainResult(state.epoch, state.step, state.stop_reason, state.history,
-                       time.perf_counter() - start, precision, graphed)
+                       time.perf_counter() - start, precision, graphed, compile_model)
 
 
 def _stop_reason(spec: TrainSpec, state: TrainState, record: dict, total_epochs: int) -> str:
