@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--step-size", type=_positive_float, help="IFGSM step size (default 1/255)")
     at.add_argument("--num-samples", type=_int_at_least(0), default=0, help="first N test samples (default: all)")
     at.add_argument("--batch-size", type=_int_at_least(1), default=0,
-                    help="test samples attacked together (default 1024 on CPU, 4096 on CUDA)")
+                    help="test samples attacked together (default 256 on CPU, 4096 on CUDA)")
     at.add_argument("--results-dir", type=Path, help="default reports/<dataset>/results")
     _device_options(at, training=False)
     at.add_argument("--force", action="store_true", help="recompute cells already stored")
