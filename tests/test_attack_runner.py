@@ -121,3 +121,30 @@ def test_cli_user_errors(digits_zoo, tmp_path, args, message):
 def test_empty_zoo_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="zoo in .* is empty"):
         run_attacks("digits", AttackPlan("whitebox"), tmp_path / "zoo", tmp_path, "cpu")
+
+
+def test_defenders_evaluate_clean_once_and_reuse_it_at_eps0(digits_zoo, digits, tmp_path):
+    """Every defender sees the clean chunk once for the whole matrix, and each attacker's
+    ε > 0 adversarials once per attack; the ε = 0 cells (adversarial == clean) reuse the
+    clean count."""
+    import torch
+
+    from robench.evaluate.attack_runner import KEY_COLUMNS, run_attack_plan
+    from robench.evaluate.members import load_members
+
+    members = load_members(digits_zoo, "digits", None, torch.device("cpu"))
+    evaluated: dict[str, int] = {}
+
+    def count_rows(name):
+        def hook(module, inputs, output):
+            if not torch.is_grad_enabled():  # evaluation, not an attack's gradient pass
+                evaluated[name] = evaluated.get(name, 0) + len(inputs[0])
+        return hook
+
+    for member in members:
+        member.model.register_forward_hook(count_rows(member.name))
+    plan = AttackPlan("blackbox", eps=(0.0, 0.1), attacker="all", num_samples=N)
+    rows = run_attack_plan(plan, digits, members, ResultStore(tmp_path / "attacks.csv", KEY_COLUMNS))
+    attacks = len(plan.attacks)
+    assert evaluated == {m.name: N * (1 + attacks * len(members)) for m in members}
+    assert all(r["correct"] == r["clean_correct"] for r in rows if r["eps"] == 0)
