@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Everything that needs a GPU, in one run: the CUDA-only tests, the benchmarks (JSON) and
-# the Fashion-MNIST quick pipeline whose report is committed under reports/fashion-mnist.
+# Everything that needs a GPU, in one run: the CUDA-only tests, the benchmarks (JSON), the
+# Fashion-MNIST quick pipeline whose report is committed under reports/fashion-mnist, and
+# a kernel profile of the attack's input-gradient step.
 #
 # Usage: OUT=/some/dir DATA_ROOT=data bash scripts/gpu_check.sh
 #   OUT        where logs, benchmark JSON and the report archive go (default /tmp/robench-gpu)
@@ -37,4 +38,10 @@ tar -czf "$OUT/fashion-mnist-cards.tgz" -C "$WORK/zoo" --exclude='*.safetensors'
 stamp "benchmarks: attack matrix on $SAMPLES images"
 timeout 240 python3 -m benchmarks attacks --device cuda --samples "$SAMPLES" --out "$OUT/bench-attacks.json" \
     2>&1 | tail -15
+stamp "profile of the attack input-gradient step (mnist-cnn, batch 2048)"
+for precision in bf16 fp32; do
+    timeout 60 python3 -m benchmarks.profile_step --device cuda --batch 2048 --precision "$precision" \
+        >> "$OUT/attack-step-profile.txt" 2>&1
+done
+tail -1 "$OUT/attack-step-profile.txt"
 stamp "done"
