@@ -85,3 +85,12 @@ def test_bad_option_is_exit_2(tmp_path):
                            "--out", str(tmp_path / "x.json")], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--samples must be at least 1" in proc.stderr
     assert not (tmp_path / "x.json").exists()
+
+
+def test_profile_step_prints_the_kernel_table(capsys):
+    from benchmarks.profile_step import main
+
+    main(["--device", "cpu", "--batch", "4", "--steps", "1", "--rows", "5"])
+    out = capsys.readouterr().out
+    assert "convolution" in out  # the model's kernels are in the table
+    assert "mnist-cnn batch 4 fp32 on cpu:" in out and "us per image" in out
