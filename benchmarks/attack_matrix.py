@@ -45,7 +45,6 @@ from torch import nn
 
 from benchmarks.common import MNIST_MEAN, MNIST_SHAPE, MNIST_STD, NUM_CLASSES, ratio, synthetic_uint8, timed
 from robench.attacks.base import KURAKIN_STEP_SIZE, kurakin_steps
-from robench import device as robench_device
 from robench.data.base import Split, make_dataset
 from robench.evaluate import attack_runner
 from robench.evaluate.attack_runner import EPS_GRIDS, KEY_COLUMNS, AttackPlan, run_attack_plan
@@ -111,58 +110,20 @@ def _narrow(dataset, samples: int):
 
 
 # ---- robench -----------------------------------------------------------------------------
-def precision_switch() -> str | None:
-    """How a robench run's attack precision is chosen: ``"plan"`` (an AttackPlan field),
-    ``"process"`` (``robench.device.set_default_precision``, the CLI's ``--precision``)
-    or None (no option: the attacks run fp32)."""
-    if any(f.name == "precision" for f in dataclasses.fields(AttackPlan)):
-        return "plan"
-    return "process" if hasattr(robench_device, "set_default_precision") else None
-
-
 @contextmanager
-def _process_precision(precision: str | None) -> Iterator[None]:
-    """``precision`` as the process default for the duration (restored afterwards)."""
-    if precision is None or precision_switch() != "process":
-        yield
-        return
-    previous = getattr(robench_device, "_default_precision", "auto")
-    robench_device.set_default_precision(precision)
-    try:
-        yield
-    finally:
-        robench_device.set_default_precision(previous)
-
-
-def _resolved(attack: Any, device: torch.device) -> str:
-    name = getattr(attack, "precision", None)
-    resolve = getattr(robench_device, "resolve_precision", None)
-    return "fp32" if name is None or resolve is None else resolve(name, device)
-
-
-@contextmanager
-def _instrumented(device: torch.device) -> Iterator[dict[str, Any]]:
+def _counted_image_steps() -> Iterator[dict[str, int]]:
     """Wrap the runner's ``create_attack`` to sum ``last_sweep_image_steps`` over every
-    sweep (``known`` False when the attack does not expose it) and record the resolved
-    precision of the attacks it creates; one Python call per chunk of overhead."""
-    original = getattr(attack_runner, "create_attack", None)
-    record: dict[str, Any] = {"steps": 0, "known": original is not None, "precisions": set()}
-    if original is None:
-        yield record
-        return
+    sweep of the attacks it creates; one Python call per chunk of overhead."""
+    original = attack_runner.create_attack
+    record = {"steps": 0}
 
     def create_attack(*args, **kwargs):
         attack = original(*args, **kwargs)
-        record["precisions"].add(_resolved(attack, device))
         sweep = attack.sweep
 
         def counted(*a, **k):
             out = sweep(*a, **k)
-            steps = getattr(attack, "last_sweep_image_steps", None)
-            if steps is None:
-                record["known"] = False
-            else:
-                record["steps"] = record["steps"] + steps
+            record["steps"] += attack.last_sweep_image_steps
             return out
 
         attack.sweep = counted
@@ -175,26 +136,25 @@ def _instrumented(device: torch.device) -> Iterator[dict[str, Any]]:
         attack_runner.create_attack = original
 
 
-def run_robench(dataset, members, eps, chunk, device, precision: str | None = None) -> dict[str, Any]:
+def run_robench(dataset, members, eps, chunk, device, precision: str = "auto") -> dict[str, Any]:
     """Time robench's black-box/all plan per attack; its correct counts, IFGSM image-steps
-    and precision. ``precision`` None: robench's default."""
-    extra = {"precision": precision} if precision is not None and precision_switch() == "plan" else {}
+    and the precision its rows record."""
     seconds, counts, image_steps, precisions = {}, {}, None, set()
-    with tempfile.TemporaryDirectory() as tmp, _process_precision(precision):
+    with tempfile.TemporaryDirectory() as tmp:
         store = ResultStore(Path(tmp) / attack_runner.ATTACK_RESULTS, KEY_COLUMNS)
         for name in ATTACKS:
             plan = AttackPlan("blackbox", attacks=(name,), eps=list(eps), attacker="all",
-                              chunk_size=chunk, **extra)
-            with _instrumented(device) as record:
+                              chunk_size=chunk, precision=precision)
+            with _counted_image_steps() as record:
                 seconds[name], rows = timed(lambda: run_attack_plan(plan, dataset, members, store), device)
-            precisions |= record["precisions"]
-            if name == "ifgsm" and record["known"]:
-                image_steps = int(record["steps"])
+            if name == "ifgsm":
+                image_steps = record["steps"]
             for r in rows:
                 counts[(r["attacker"], r["defender"], r["attack"], float(r["eps"]))] = int(r["correct"])
+                precisions.add(r["precision"])
     clean = {r["defender"]: r["clean_correct"] / r["n"] for r in rows}
     return {"seconds": seconds, "counts": counts, "image_steps": image_steps, "clean": clean,
-            "precision": "/".join(sorted(precisions)) or "fp32"}
+            "precision": "/".join(sorted(precisions))}
 
 
 # ---- peers -------------------------------------------------------------------------------
@@ -323,14 +283,13 @@ def run(device: torch.device, models: int = 8, samples: int = 256, eps=None, tra
     """The whole attack-matrix benchmark; a JSON-ready dict. ``chunk`` 0: robench's
     default chunk for the device (what ``robench attack`` uses without --batch-size)."""
     eps = sorted({float(e) for e in (eps if eps is not None else EPS_GRIDS["mnist"])})
-    chunk = chunk or getattr(attack_runner, "DEFAULT_CHUNK", {}).get(device.type, 1024)
+    chunk = chunk or attack_runner.DEFAULT_CHUNK.get(device.type, 1024)
     members = build_members(models, train_steps, device, member_batch)
     dataset = build_dataset(samples, members, device, chunk)
     warm = _narrow(dataset, min(samples, warmup_samples))
     warm_eps = [e for e in eps if e > 0][:1] or eps[:1]  # one attacked ε: every kernel runs
-    switch = precision_switch()
-    variants = {"robench": None}
-    if device.type == "cuda" and switch is not None:
+    variants = {"robench": "auto"}
+    if device.type == "cuda":
         variants["robench_fp32"] = "fp32"
     results: dict[str, dict[str, Any]] = {}
     for label, precision in variants.items():
@@ -345,7 +304,7 @@ def run(device: torch.device, models: int = 8, samples: int = 256, eps=None, tra
         "models": models, "samples": samples, "eps": eps, "chunk_size": chunk, "train_steps": train_steps,
         "member_batch": member_batch,
         "cells": models * models * len(ATTACKS) * len(eps),
-        "robench_precision": results["robench"]["precision"], "precision_option": switch,
+        "robench_precision": results["robench"]["precision"],
         "clean_accuracy": results["robench"]["clean"],
         "mean_accuracy": _mean_accuracy(results["robench"]["counts"], samples, eps),
         "ifgsm_image_steps": {"per_eps_loops": expected_steps, "robench": results["robench"]["image_steps"]},

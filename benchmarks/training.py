@@ -37,6 +37,7 @@ from benchmarks.common import (CIFAR_MEAN, CIFAR_SHAPE, CIFAR_STD, MNIST_MEAN, M
                                NUM_CLASSES, ratio, synthetic_uint8, timed, to_float)
 from robench.config import LossSpec
 from robench.data.base import Split
+from robench.device import resolve_precision
 from robench.losses import create_loss
 from robench.models import create_model
 from robench.presets import train_spec, with_overrides
@@ -130,12 +131,7 @@ def run(device: torch.device, samples: dict[str, int], batch: int = 256, extra_e
         warmup: int = 5, repeats: int = 3, archs=tuple(MODELS)) -> dict[str, Any]:
     """The whole training benchmark; a JSON-ready dict."""
     out: dict[str, Any] = {"batch": batch, "trainer_defaults": trainer_defaults()}
-    try:
-        from robench.device import resolve_precision
-
-        out["robench_precision"] = resolve_precision(out["trainer_defaults"].get("precision", "fp32"), device)
-    except ImportError:
-        out["robench_precision"] = "fp32"
+    out["robench_precision"] = resolve_precision(out["trainer_defaults"]["precision"], device)
     for arch in archs:
         n = max(samples[arch], 2 * batch)
         x, y = synthetic_uint8(n, MODELS[arch][0], seed=30_000)

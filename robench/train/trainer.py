@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -37,9 +37,8 @@ from robench.metrics import accuracy
 from robench.train.checkpoint import TrainState, clear_checkpoint, load_checkpoint, save_checkpoint
 from robench.train.rmsprop_tf import RMSPropTF
 from robench.train.schedules import step_decay_lr
-from robench.train.step import EagerStep, make_step
+from robench.train.step import EagerStep, ToFloat, make_step
 
-ToFloat = Callable[[torch.Tensor], torch.Tensor]
 CHECKPOINT_SECONDS = 10.0
 
 
