@@ -57,24 +57,30 @@ def _digits_cnn() -> nn.Module:
     )
 
 
-@pytest.fixture(scope="module")
-def trained(digits):
-    """(model, x_test (300, 1, 8, 8), y_test (300,)): an accurate (>0.9) digits classifier."""
-    x, y = digits
-    x_train, y_train, x_test, y_test = x[:-300], y[:-300], x[-300:], y[-300:]
-    torch.manual_seed(0)
-    model = _digits_cnn()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(250):
-        idx = torch.randint(0, len(x_train), (128,), generator=gen)
-        loss = F.cross_entropy(model(x_train[idx]), y_train[idx])
+def _fit_adam(model: nn.Module, batches, lr: float) -> nn.Module:
+    """``model`` trained with Adam on cross entropy over the (x, y) ``batches``, returned
+    in eval mode with no parameter gradients left."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    for xb, yb in batches:
+        loss = F.cross_entropy(model(xb), yb)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     model.eval()
     for p in model.parameters():
         p.grad = None
+    return model
+
+
+@pytest.fixture(scope="module")
+def trained(digits):
+    """(model, x_test (300, 1, 8, 8), y_test (300,)): an accurate (>0.9) digits classifier."""
+    x, y = digits
+    x_train, y_train, x_test, y_test = x[:-300], y[:-300], x[-300:], y[-300:]
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    draws = (torch.randint(0, len(x_train), (128,), generator=gen) for _ in range(250))
+    model = _fit_adam(_digits_cnn(), ((x_train[idx], y_train[idx]) for idx in draws), lr=1e-2)
     with torch.no_grad():
         acc = (model(x_test).argmax(1) == y_test).float().mean().item()
     assert acc > 0.9, acc
@@ -459,16 +465,7 @@ def prototypes_cnn():
         nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
         nn.Flatten(), nn.Linear(8 * 12 * 12, 32), nn.ReLU(), nn.Linear(32, 10),
     )
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(40):
-        xb, yb = _prototype_data(64, gen, protos)
-        loss = F.cross_entropy(model(xb), yb)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
-    for p in model.parameters():
-        p.grad = None
+    model = _fit_adam(model, (_prototype_data(64, gen, protos) for _ in range(40)), lr=3e-3)
     x, y = _prototype_data(64, gen, protos)
     assert _n_correct(model, x, y) >= 58  # learnt (> 90 %)
     return model, x, y
