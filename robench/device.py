@@ -24,12 +24,17 @@ PRECISION_CHOICES = ("auto", "fp32", "bf16")
 _default_precision = "auto"
 
 
+def _checked_precision(name: str) -> str:
+    """``name`` if it is one of PRECISION_CHOICES, else a UserError listing them."""
+    if name not in PRECISION_CHOICES:
+        raise UserError(f"unknown precision {name!r}; valid: {', '.join(PRECISION_CHOICES)}")
+    return name
+
+
 def set_default_precision(name: str) -> None:
     """What ``auto`` means for this process (the CLI's ``--precision``)."""
     global _default_precision
-    if name not in PRECISION_CHOICES:
-        raise UserError(f"unknown precision {name!r}; valid: {', '.join(PRECISION_CHOICES)}")
-    _default_precision = name
+    _default_precision = _checked_precision(name)
 
 
 def resolve_precision(name: str, device: torch.device) -> str:
@@ -40,9 +45,7 @@ def resolve_precision(name: str, device: torch.device) -> str:
     ``bf16`` means bf16 autocast for the model's matrix work; losses are computed and
     summed in fp32 and parameters, optimizer state and pixels stay fp32.
     """
-    if name not in PRECISION_CHOICES:
-        raise UserError(f"unknown precision {name!r}; valid: {', '.join(PRECISION_CHOICES)}")
-    if name == "auto":
+    if _checked_precision(name) == "auto":
         name = _default_precision
     if name == "auto":
         return "bf16" if device.type == "cuda" else "fp32"
