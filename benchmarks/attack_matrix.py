@@ -17,15 +17,15 @@ the members' mean logits. Three implementations on the same models and data:
 
 All use the same chunks of ``--chunk-size`` test images (default: robench's default
 chunk for the device) and the same models (channels_last on CUDA, as robench loads
-them). The peers run with the parameters frozen (as robench's own peer backend does)
-so they compute no weight gradients. Every implementation is warmed up on a small slice first. Agreement: the
-correct counts per (attacker, defender, attack, ε) of each peer are compared with
-robench's (``agreement``). robench's attacks may run bf16 on CUDA (precision ``auto``);
-there, when robench has a precision option (an AttackPlan field, or else the process
-default that ``robench attack --precision`` sets), robench is also timed in fp32
-(``robench_fp32``, compared in ``agreement_fp32``); the peers always run fp32. The
-IFGSM image-steps robench executed come from the attacks' ``last_sweep_image_steps``
-where they expose it (the per-ε loops execute Σ_ε steps(ε)·N per attacker).
+them). robench runs them as its attack engine does, with the bit-exact max-pool kernels
+of ``robench.models.fast``; the peers run the members as given, with the parameters
+frozen (as robench's own peer backend does) so they compute no weight gradients. Every
+implementation is warmed up on a small slice first. Agreement: the correct counts per
+(attacker, defender, attack, ε) of each peer are compared with robench's
+(``agreement``). robench's attacks run bf16 on CUDA (precision ``auto``); there robench
+is also timed in fp32 (``robench_fp32``, compared in ``agreement_fp32``); the peers
+always run fp32. The IFGSM image-steps robench executed come from the attacks'
+``last_sweep_image_steps``.
 
 Run: ``python3 -m benchmarks attacks --out attacks.json [--quick] [--device cuda]``.
 """

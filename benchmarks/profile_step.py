@@ -2,7 +2,8 @@
 
 ``python3 -m benchmarks.profile_step [--device cuda] [--arch mnist-cnn] [--batch 2048]
 [--precision auto] [--steps 10]`` builds the architecture (random weights: the cost
-does not depend on them), runs warm-up steps, then profiles ``--steps`` calls of the
+does not depend on them) as the attack engine runs it (``with_fast_kernels``), runs
+warm-up steps, then profiles ``--steps`` calls of the
 attack's input gradient (forward under the attack's precision, fp32 loss, backward to the
 input only) and prints the ``torch.profiler`` table sorted by self time on the device,
 plus the wall time per step and per image.
@@ -19,6 +20,7 @@ from benchmarks.common import CIFAR_MEAN, CIFAR_SHAPE, CIFAR_STD, MNIST_MEAN, MN
 from robench.attacks import create_attack
 from robench.device import PRECISION_CHOICES, resolve_device, resolve_precision
 from robench.models import create_model
+from robench.models.fast import with_fast_kernels
 
 SHAPES = {"mnist-cnn": (MNIST_SHAPE, MNIST_MEAN, MNIST_STD), "wrn-28-2": (CIFAR_SHAPE, CIFAR_MEAN, CIFAR_STD)}
 
@@ -38,6 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     model = create_model(args.arch, 10, "linear", mean, std).to(device).eval()
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
+    model = with_fast_kernels(model)
     x = torch.rand(args.batch, *shape, device=device)  # (B, C, H, W)
     y = torch.randint(0, 10, (args.batch,), device=device)  # (B,)
     attack = create_attack("ifgsm", precision=args.precision)

@@ -148,3 +148,32 @@ def test_defenders_evaluate_clean_once_and_reuse_it_at_eps0(digits_zoo, digits, 
     attacks = len(plan.attacks)
     assert evaluated == {m.name: N * (1 + attacks * len(members)) for m in members}
     assert all(r["correct"] == r["clean_correct"] for r in rows if r["eps"] == 0)
+
+
+def test_finished_rows_are_written_when_a_plan_stops_early(digits_zoo, digits, tmp_path, monkeypatch):
+    """Rows are written in batches (at most FLUSH_SECONDS apart); an interrupt still
+    writes every block finished before it."""
+    import torch
+
+    from robench.evaluate import attack_runner
+    from robench.evaluate.members import load_members
+
+    members = load_members(digits_zoo, "digits", None, torch.device("cpu"))
+    original, calls = attack_runner._attack_cell_block, []
+
+    def stop_at_the_third_block(*args, **kwargs):
+        calls.append(args[2].name)
+        assert not store.path.exists()  # finished blocks wait for the next write
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(attack_runner, "_attack_cell_block", stop_at_the_third_block)
+    monkeypatch.setattr(attack_runner, "FLUSH_SECONDS", 3600.0)
+    store = ResultStore(tmp_path / "attacks.csv", attack_runner.KEY_COLUMNS)
+    plan = AttackPlan("blackbox", attacks=("fgsm",), eps=(0.0, 0.1), attacker="all", num_samples=40)
+    with pytest.raises(KeyboardInterrupt):
+        attack_runner.run_attack_plan(plan, digits, members, store)
+    stored = store.rows()
+    assert {r["attacker"] for r in stored} == set(calls[:2])
+    assert len(stored) == 2 * 2 * len(members)  # two attackers × two ε × every defender

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -30,6 +31,7 @@ from robench.evaluate.members import LoadedMember, default_attacker, load_member
 from robench.evaluate.results import ResultStore
 from robench.evaluate.validity import SANITY, compute_flags, write_flags
 from robench.losses import create_loss
+from robench.models.fast import with_fast_kernels
 from robench.zoo import loss_spec_of, versions
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 ATTACK_RESULTS = "attacks.csv"
 FLAG_RESULTS = "flags.csv"
 SANITY_SAMPLES = 256
+FLUSH_SECONDS = 30.0  # finished rows are written at least this often (see _PendingRows)
 KEY_COLUMNS = ("attacker", "attacker_sha256", "defender", "defender_sha256", "attack", "attack_loss",
                "backend", "eps", "steps", "step_size", "n", "precision")
 EPS_GRIDS = {
@@ -151,7 +154,7 @@ def _precision(plan: AttackPlan, attacker: LoadedMember) -> str:
     """The precision the attacker's gradients are taken in (peers always run fp32)."""
     if plan.backend != "native":
         return "fp32"
-    return resolve_precision(plan.precision, next(attacker.model.parameters()).device)
+    return resolve_precision(plan.precision, _device_of(attacker))
 
 
 def _craft_sweep(plan, attack, attacker, x, y, eps_values) -> list[torch.Tensor]:
@@ -202,6 +205,16 @@ def _model_loss(plan: AttackPlan, attacker: LoadedMember):
     return create_loss(loss_spec_of(attacker.card)) if plan.attack_loss == "model" else None
 
 
+def _fast_members(members: list[LoadedMember]) -> list[LoadedMember]:
+    """``members`` whose models compute max-pools with the bit-exact faster kernels of
+    :mod:`robench.models.fast`: same parameters, same outputs and input gradients."""
+    return [dataclasses.replace(m, model=with_fast_kernels(m.model)) for m in members]
+
+
+def _device_of(member: LoadedMember) -> torch.device:
+    return next(member.model.parameters()).device
+
+
 def run_attack_plan(plan: AttackPlan, dataset, members: list[LoadedMember], store: ResultStore) -> list[dict]:
     """Compute every missing cell of ``plan`` and append its rows to ``store``."""
     if plan.backend not in backend_names():
@@ -213,7 +226,7 @@ def run_attack_plan(plan: AttackPlan, dataset, members: list[LoadedMember], stor
     n = len(y_all)
     if not plan.chunk_size:
         plan = dataclasses.replace(plan, chunk_size=DEFAULT_CHUNK.get(y_all.device.type, 1024))
-    pairs = _pairs(plan, members)
+    pairs = _pairs(plan, _fast_members(members))
     attacks = {name: create_attack(name, plan.attack_loss, plan.steps, plan.step_size,
                                    batch_size=max(plan.chunk_size, 1), precision=plan.precision)
                for name in plan.attacks}
@@ -227,7 +240,8 @@ def run_attack_plan(plan: AttackPlan, dataset, members: list[LoadedMember], stor
     chunks = -(-n // plan.chunk_size)
     rows: list[dict] = []
     clean_cache: dict[tuple[str, int], torch.Tensor] = {}
-    with tqdm(total=len(todo) * chunks, desc=f"{plan.mode} {dataset.name}", unit="batch", disable=None) as bar:
+    with tqdm(total=len(todo) * chunks, desc=f"{plan.mode} {dataset.name}", unit="batch", disable=None) as bar, \
+            _PendingRows(store) as pending:
         for attacker, defenders, name in todo:
             attack = create_attack(name, plan.attack_loss, plan.steps, plan.step_size,
                                    _model_loss(plan, attacker), max(plan.chunk_size, 1), plan.precision)
@@ -238,9 +252,43 @@ def run_attack_plan(plan: AttackPlan, dataset, members: list[LoadedMember], stor
             except torch.cuda.OutOfMemoryError:
                 raise UserError(f"out of GPU memory attacking {plan.chunk_size} samples at once; "
                                 "pass a smaller --batch-size") from None
-            store.append(block, replace=True)
+            pending.add(block)
             rows.extend(block)
     return rows
+
+
+class _PendingRows:
+    """Finished rows on their way to ``store``: written when FLUSH_SECONDS have passed
+    since the last write, when the plan ends, and when it stops on an error or an
+    interrupt, so at most FLUSH_SECONDS of finished work are lost to a hard kill.
+
+    Each write rewrites the growing CSV atomically. Writing after every (attacker,
+    attack) block cost 0.8 s for the 16 blocks of an 8-member matrix on the 2-core box,
+    where a GPU crafts and evaluates one such block of 2048 MNIST images in 0.07 s
+    (FGSM) to 0.35 s (IFGSM).
+    """
+
+    def __init__(self, store: ResultStore) -> None:
+        self.store = store
+        self.rows: list[dict] = []
+        self.last_write = time.monotonic()
+
+    def __enter__(self) -> "_PendingRows":
+        return self
+
+    def add(self, block: list[dict]) -> None:
+        self.rows.extend(block)
+        if time.monotonic() - self.last_write >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            self.store.append(self.rows, replace=True)
+            self.rows = []
+        self.last_write = time.monotonic()
+
+    def __exit__(self, *exc_info) -> None:
+        self.flush()
 
 
 def run_attacks(
@@ -278,4 +326,5 @@ def sanity_plan(plan: AttackPlan, num_samples: int) -> AttackPlan:
     the ``large_eps_to_chance`` check."""
     return AttackPlan("whitebox", ("ifgsm",), (1.0,), defenders=plan.defenders,
                       attack_loss=plan.attack_loss, num_samples=min(SANITY_SAMPLES, num_samples),
-                      chunk_size=plan.chunk_size, precision=plan.precision, force=plan.force, extra={"experiment": SANITY})
+                      chunk_size=plan.chunk_size, precision=plan.precision, force=plan.force,
+                      extra={"experiment": SANITY})

@@ -1,0 +1,131 @@
+"""Bit-exact faster stand-ins for the max-pool layers of attacked models.
+
+``nn.MaxPool2d(2)`` on a contiguous (NCHW) CPU tensor runs PyTorch's
+``max_pool2d_with_indices`` kernel, which scans one 2×2 window at a time: on the first
+pool of mnist-cnn for a 128-image chunk it takes 11 ms where the elementwise maximum of
+the four strided window corners takes 1.9 ms, and it was 22 % of a whole CPU attacker ×
+defender matrix (docs/performance.md). :func:`max_pool2x2` computes the same numbers
+from those corners:
+
+* forward: ``max(max(x₀₀, x₀₁), max(x₁₀, x₁₁))`` over the corners (i, j) of each window
+  — a maximum is exact, so the values are the stock kernel's;
+* backward: each window's gradient goes to its FIRST maximal element in the stock
+  kernel's row-major scan (0,0), (0,1), (1,0), (1,1) (it keeps a new element only if
+  ``val > max``), the other three get 0: the same routing, hence the same input
+  gradient bit for bit, ties (flat image regions make many) included. The first maximum
+  is in the bottom row only if the bottom row's maximum is strictly larger, and within a
+  row it is the right element only if that is strictly larger; the flat index then goes
+  to PyTorch's own ``max_pool2d_with_indices_backward``.
+
+Windows are 2×2 with stride 2, no padding or dilation, floor mode (an odd trailing row or
+column is dropped), as ``nn.MaxPool2d(2)``. NaN activations (only NaN weights can make
+them; attack inputs are checked pixels) may take a different element than the stock
+kernel, which prefers NaN.
+
+:func:`with_fast_kernels` returns a copy of a model that shares its parameters and
+buffers, with every plain ``nn.MaxPool2d(2)`` computed this way (on CUDA only where no
+gradient is taken, see :func:`max_pool2x2`). A ``ReLU`` right before such a pool
+(mnist-cnn: conv → ReLU → max-pool) moves after it, so it runs on a quarter of the
+values: max and ReLU commute exactly (ReLU is monotone), and so do their
+gradients — where the window's maximum z is > 0 both orders route the gradient to the
+first element equal to z, and where z ≤ 0 both give 0 (the stock order routes it to an
+element the ReLU zeroes, the swapped order's ReLU zeroes it first).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_KERNEL = ([2, 2], [2, 2], [0, 0], [1, 1], False)  # kernel, stride, padding, dilation, ceil_mode
+
+
+def _corners(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The window corners (0,0), (0,1), (1,0), (1,1) of ``x`` (B, C, H, W): strided
+    views (B, C, H//2, W//2)."""
+    h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
+    return tuple(x[..., i:h:2, j:w:2] for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)))
+
+
+def _first_max_index(x, top, bottom, right_top, right_bottom) -> torch.Tensor:
+    """Flat index into each (H, W) plane of every window's first maximum (B, C, H//2, W//2)."""
+    h, w = x.shape[-2], x.shape[-1]
+    down = bottom > top  # the top row wins ties
+    right = right_top ^ ((right_top ^ right_bottom) & down)  # the chosen row's right element
+    rows = torch.arange(0, h // 2 * 2, 2, device=x.device)[:, None] * w  # (H//2, 1)
+    corner = rows + torch.arange(0, w // 2 * 2, 2, device=x.device)  # (H//2, W//2)
+    return (down.to(torch.int64) * w).add_(corner).add_(right.to(torch.int64))
+
+
+class _MaxPool2x2Function(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C, H//2, W//2)
+        a, b, c, d = _corners(x)
+        top, bottom = torch.maximum(a, b), torch.maximum(c, d)
+        out = torch.maximum(top, bottom)
+        if ctx.needs_input_grad[0]:
+            ctx.save_for_backward(x, _first_max_index(x, top, bottom, b > a, d > c))
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor) -> torch.Tensor:  # (B, C, H//2, W//2) -> (B, C, H, W)
+        x, index = ctx.saved_tensors
+        return torch.ops.aten.max_pool2d_with_indices_backward(grad_out, x, *_KERNEL, index)
+
+
+def max_pool2x2(x: torch.Tensor) -> torch.Tensor:
+    """``F.max_pool2d(x, 2)`` of ``x`` (B, C, H, W), bit for bit, forward and backward.
+
+    On CUDA, when a gradient is needed, the stock kernel runs: there its forward with
+    indices is faster than computing them from the corners (mnist-cnn bf16 input
+    gradient of 2048 images on an H200: 2.97 against 3.39 ms); without one the corners
+    win (fp32 forward 1.00 against 1.18 ms).
+    """
+    if x.is_cuda and x.requires_grad and torch.is_grad_enabled():
+        return F.max_pool2d(x, 2)
+    return _MaxPool2x2Function.apply(x)
+
+
+class MaxPool2x2(nn.Module):
+    """``nn.MaxPool2d(2)`` through :func:`max_pool2x2`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C, H//2, W//2)
+        return max_pool2x2(x)
+
+
+def _is_plain_2x2_pool(module: nn.Module) -> bool:
+    if type(module) is not nn.MaxPool2d or module.ceil_mode or module.return_indices:
+        return False
+    wanted = {"kernel_size": 2, "stride": 2, "padding": 0, "dilation": 1}
+    return all(getattr(module, k) in (v, (v, v)) for k, v in wanted.items())
+
+
+def _replace_pools(parent: nn.Module) -> None:
+    """Swap ReLU → pool pairs of a Sequential to pool → ReLU, then replace the pools."""
+    names = list(parent._modules)
+    if isinstance(parent, nn.Sequential):
+        for first, second in zip(names, names[1:]):
+            relu, pool = parent._modules[first], parent._modules[second]
+            if type(relu) is nn.ReLU and pool is not None and _is_plain_2x2_pool(pool):
+                parent._modules[first], parent._modules[second] = pool, relu
+    for name in names:
+        child = parent._modules[name]
+        if child is not None and _is_plain_2x2_pool(child):
+            parent._modules[name] = MaxPool2x2()
+
+
+def with_fast_kernels(model: nn.Module) -> nn.Module:
+    """``model`` itself if it has no plain ``nn.MaxPool2d(2)``, else a copy sharing its
+    parameters and buffers that computes them with :class:`MaxPool2x2` (and a ReLU right
+    before one after it): the same outputs and input gradients, bit for bit."""
+    if not any(_is_plain_2x2_pool(m) for m in model.modules()):
+        return model
+    shared = {id(t): t for t in itertools.chain(model.parameters(), model.buffers())}
+    clone = copy.deepcopy(model, shared)
+    for parent in list(clone.modules()):
+        _replace_pools(parent)
+    return clone

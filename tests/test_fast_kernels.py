@@ -1,0 +1,124 @@
+"""The bit-exact max-pool stand-ins of robench.models.fast against PyTorch's own kernels."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robench.models import create_model
+from robench.models.fast import MaxPool2x2, max_pool2x2, with_fast_kernels
+from robench.models.small_cnn import SmallCNN
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def _pool_and_grad(pool, x: torch.Tensor, grad_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    xg = x.detach().clone().requires_grad_(True)
+    out = pool(xg)
+    (grad,) = torch.autograd.grad(out, xg, grad_out)
+    return out.detach(), grad
+
+
+def _tied(shape, generator) -> torch.Tensor:
+    """Values from {-1, -0.5, 0, 0.5, 1}: most windows hold ties, some are all ≤ 0."""
+    return (torch.randint(-2, 3, shape, generator=generator) / 2).float()
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 8, 8), (2, 3, 7, 9), (1, 2, 2, 2), (2, 5, 28, 28)])
+@pytest.mark.parametrize("values", ["normal", "tied"])
+def test_max_pool2x2_equals_stock_forward_and_backward(shape, values):
+    gen = torch.Generator().manual_seed(sum(shape))
+    x = torch.randn(shape, generator=gen) if values == "normal" else _tied(shape, gen)
+    grad_out = torch.randn(shape[:2] + (shape[2] // 2, shape[3] // 2), generator=gen)
+    out, grad = _pool_and_grad(max_pool2x2, x, grad_out)
+    ref_out, ref_grad = _pool_and_grad(lambda t: F.max_pool2d(t, 2), x, grad_out)
+    assert torch.equal(out, ref_out)
+    assert torch.equal(grad, ref_grad)
+    if values == "tied":  # the first maximum takes the gradient: exactly one per window
+        assert int((grad != 0).sum()) <= grad_out.numel()
+
+
+def test_max_pool2x2_routes_ties_to_the_first_element_in_row_major_order():
+    x = torch.tensor([[[[1.0, 5.0], [5.0, 0.0]], [[2.0, 2.0], [2.0, 2.0]], [[0.0, 1.0], [3.0, 3.0]]]])  # (1, 3, 2, 2)
+    _, grad = _pool_and_grad(max_pool2x2, x, torch.ones(1, 3, 1, 1))
+    expected = torch.tensor([[[[0.0, 1.0], [0.0, 0.0]], [[1.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [1.0, 0.0]]]])
+    assert torch.equal(grad, expected)
+
+
+def test_max_pool2x2_keeps_dtype_and_channels_last_layout():
+    gen = torch.Generator().manual_seed(1)
+    x = _tied((2, 6, 10, 10), gen).double().contiguous(memory_format=torch.channels_last)
+    grad_out = torch.randn(2, 6, 5, 5, generator=gen, dtype=torch.float64)
+    out, grad = _pool_and_grad(max_pool2x2, x, grad_out)
+    ref_out, ref_grad = _pool_and_grad(lambda t: F.max_pool2d(t, 2), x, grad_out)
+    assert out.dtype == torch.float64 and torch.equal(out, ref_out) and torch.equal(grad, ref_grad)
+
+
+def test_relu_moved_after_the_pool_gives_the_stock_gradients():
+    """ReLU → pool against pool → ReLU on pre-activations with ties at, below and above 0."""
+    gen = torch.Generator().manual_seed(2)
+    z = _tied((4, 3, 12, 12), gen)
+    z[0, 0, :4, :4] = -0.5  # windows that are all negative
+    grad_out = torch.randn(4, 3, 6, 6, generator=gen)
+    out, grad = _pool_and_grad(lambda t: max_pool2x2(t).relu(), z, grad_out)
+    ref_out, ref_grad = _pool_and_grad(lambda t: F.max_pool2d(t.relu(), 2), z, grad_out)
+    assert torch.equal(out, ref_out)
+    assert torch.equal(grad, ref_grad)
+
+
+@pytest.mark.parametrize("image_size", [8, 28])
+def test_fast_mnist_cnn_has_the_stock_outputs_and_input_gradients(image_size):
+    torch.manual_seed(0)
+    model = SmallCNN(10, image_size, mean=(0.13,), std=(0.31,)).eval()
+    with torch.no_grad():  # non-trivial batch-norm statistics
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.3, 0.3)
+                module.running_var.uniform_(0.5, 2.0)
+    fast = with_fast_kernels(model)
+    x = torch.rand(16, 1, image_size, image_size)
+    x[:, :, : image_size // 3] = 0  # a flat region: many tied windows
+    y = torch.randint(0, 10, (16,))
+
+    def input_grad(m):
+        xg = x.clone().requires_grad_(True)
+        return torch.autograd.grad(F.cross_entropy(m(xg), y, reduction="sum"), xg)[0]
+
+    with torch.no_grad():
+        assert torch.equal(fast(x), model(x))
+    assert torch.equal(input_grad(fast), input_grad(model))
+    assert [type(m) for m in fast.features[:3]] == [nn.Conv2d, MaxPool2x2, nn.ReLU]
+    assert [type(m) for m in model.features[:3]] == [nn.Conv2d, nn.ReLU, nn.MaxPool2d]  # the original is untouched
+    assert all(a is b for a, b in zip(fast.parameters(), model.parameters()))
+    assert all(a is b for a, b in zip(fast.buffers(), model.buffers()))
+
+
+def test_only_plain_2x2_pools_are_replaced():
+    others = [nn.MaxPool2d(3), nn.MaxPool2d(2, stride=1), nn.MaxPool2d(2, padding=1), nn.MaxPool2d(2, ceil_mode=True),
+              nn.MaxPool2d(2, return_indices=True), nn.MaxPool2d(2, dilation=2)]
+    for pool in others:
+        model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), pool)
+        assert with_fast_kernels(model) is model
+    model = nn.Sequential(nn.ReLU(), nn.MaxPool2d(3), nn.MaxPool2d((2, 2), stride=(2, 2)))
+    fast = with_fast_kernels(model)
+    assert [type(m) for m in fast] == [nn.ReLU, nn.MaxPool2d, MaxPool2x2]  # the ReLU stays before the 3×3 pool
+
+
+@CUDA
+def test_fast_kernels_on_cuda_equal_stock():
+    torch.manual_seed(0)
+    model = create_model("mnist-cnn", 10, "linear", (0.13,), (0.31,)).cuda().eval()
+    model.to(memory_format=torch.channels_last)
+    fast = with_fast_kernels(model)
+    x = torch.rand(64, 1, 28, 28, device="cuda")
+    x[:, :, :8] = 0
+    y = torch.randint(0, 10, (64,), device="cuda")
+    with torch.no_grad():
+        assert torch.equal(fast(x), model(x))
+    grads = []
+    for m in (model, fast):
+        xg = x.clone().requires_grad_(True)
+        grads.append(torch.autograd.grad(F.cross_entropy(m(xg), y, reduction="sum"), xg)[0])
+    assert torch.equal(grads[0], grads[1])
