@@ -51,8 +51,11 @@ def _corners(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return tuple(x[..., i:h:2, j:w:2] for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)))
 
 
-def _first_max_index(x, top, bottom, right_top, right_bottom) -> torch.Tensor:
-    """Flat index into each (H, W) plane of every window's first maximum (B, C, H//2, W//2)."""
+def _first_max_index(x: torch.Tensor, top: torch.Tensor, bottom: torch.Tensor, right_top: torch.Tensor,
+                     right_bottom: torch.Tensor) -> torch.Tensor:
+    """Flat index into each (H, W) plane of every window's first maximum (B, C, H//2, W//2),
+    from the row maxima ``top``, ``bottom`` and whether each row's right element is
+    strictly larger (all (B, C, H//2, W//2))."""
     h, w = x.shape[-2], x.shape[-1]
     down = bottom > top  # the top row wins ties
     right = right_top ^ ((right_top ^ right_bottom) & down)  # the chosen row's right element
