@@ -117,8 +117,63 @@ def test_fast_kernels_on_cuda_equal_stock():
     y = torch.randint(0, 10, (64,), device="cuda")
     with torch.no_grad():
         assert torch.equal(fast(x), model(x))
-    grads = []
-    for m in (model, fast):
-        xg = x.clone().requires_grad_(True)
-        grads.append(torch.autograd.grad(F.cross_entropy(m(xg), y, reduction="sum"), xg)[0])
-    assert torch.equal(grads[0], grads[1])
+    for precision in (torch.float32, torch.bfloat16):
+        grads = []
+        for m in (model, fast):
+            xg = x.clone().requires_grad_(True)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == torch.bfloat16):
+                logits = m(xg)
+            grads.append(torch.autograd.grad(F.cross_entropy(logits.float(), y, reduction="sum"), xg)[0])
+        assert torch.equal(grads[0], grads[1])
+
+
+_INTERPRETED_CHECK = """
+import os
+os.environ["TRITON_INTERPRET"] = "1"
+import torch, torch.nn.functional as F
+from robench.models import triton_pool
+gen = torch.Generator().manual_seed(0)
+for shape, channels_last, dtype in [((2, 3, 8, 8), False, torch.float32), ((2, 5, 7, 9), True, torch.float32),
+                                    ((3, 4, 6, 10), True, torch.float64), ((1, 2, 2, 2), False, torch.float32)]:
+    x = (torch.randint(-2, 3, shape, generator=gen) / 2).to(dtype)  # mostly tied windows
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    xg = x.clone().requires_grad_(True)
+    ref = F.max_pool2d(xg, 2)
+    g = torch.randn(ref.shape, generator=gen).to(dtype)
+    g.view(-1)[0] = -0.0
+    (ref_grad,) = torch.autograd.grad(ref, xg, g)
+    out, code = triton_pool.pool_forward(x, with_code=True)
+    grad = triton_pool.pool_backward(g, code, x)
+    assert torch.equal(out, ref.detach()), shape
+    assert torch.equal(grad, ref_grad) and torch.equal(grad.signbit(), ref_grad.signbit()), shape
+    assert grad.stride() == x.stride(), shape
+print("ok")
+"""
+
+
+def test_triton_pool_kernels_equal_stock_under_the_interpreter():
+    """The CUDA kernels' logic, run by Triton's CPU interpreter (fp32/fp64; the
+    interpreter misreads bf16, which the CUDA test below covers)."""
+    import subprocess
+    import sys
+
+    from robench.models import triton_pool
+
+    if not triton_pool.available():
+        pytest.skip("Triton is not installed")
+    done = subprocess.run([sys.executable, "-c", _INTERPRETED_CHECK], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+@CUDA
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cuda_pool_equals_stock_on_tied_channels_last_tensors(dtype):
+    gen = torch.Generator().manual_seed(3)
+    x = _tied((64, 32, 28, 28), gen).to("cuda", dtype).contiguous(memory_format=torch.channels_last)
+    grad_out = torch.randn(64, 32, 14, 14, generator=gen).to("cuda", dtype)
+    grad_out.view(-1)[:5] = -0.0
+    out, grad = _pool_and_grad(max_pool2x2, x, grad_out)
+    ref_out, ref_grad = _pool_and_grad(lambda t: F.max_pool2d(t, 2), x, grad_out)
+    # equal values; a −0.0 gradient may come back as +0.0 (see robench.models.triton_pool)
+    assert torch.equal(out, ref_out) and torch.equal(grad, ref_grad)

@@ -23,8 +23,9 @@ them; attack inputs are checked pixels) may take a different element than the st
 kernel, which prefers NaN.
 
 :func:`with_fast_kernels` returns a copy of a model that shares its parameters and
-buffers, with every plain ``nn.MaxPool2d(2)`` computed this way (on CUDA only where no
-gradient is taken, see :func:`max_pool2x2`). A ``ReLU`` right before such a pool
+buffers, with every plain ``nn.MaxPool2d(2)`` computed this way on a CPU and by the
+fused Triton kernels of :mod:`robench.models.triton_pool` on CUDA (see
+:func:`max_pool2x2`). A ``ReLU`` right before such a pool
 (mnist-cnn: conv → ReLU → max-pool) moves after it, so it runs on a quarter of the
 values: max and ReLU commute exactly (ReLU is monotone), and so do their
 gradients — where the window's maximum z is > 0 both orders route the gradient to the
@@ -40,6 +41,8 @@ import itertools
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from robench.models import triton_pool
 
 _KERNEL = ([2, 2], [2, 2], [0, 0], [1, 1], False)  # kernel, stride, padding, dilation, ceil_mode
 
@@ -80,16 +83,34 @@ class _MaxPool2x2Function(torch.autograd.Function):
         return torch.ops.aten.max_pool2d_with_indices_backward(grad_out, x, *_KERNEL, index)
 
 
+class _TritonMaxPool2x2Function(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C, H//2, W//2)
+        out, code = triton_pool.pool_forward(x, with_code=ctx.needs_input_grad[0])
+        if code is not None:
+            ctx.save_for_backward(x, code)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor) -> torch.Tensor:  # (B, C, H//2, W//2) -> (B, C, H, W)
+        x, code = ctx.saved_tensors
+        return triton_pool.pool_backward(grad_out, code, x)
+
+
 def max_pool2x2(x: torch.Tensor) -> torch.Tensor:
     """``F.max_pool2d(x, 2)`` of ``x`` (B, C, H, W), bit for bit, forward and backward.
 
-    On CUDA, when a gradient is needed, the stock kernel runs: there its forward with
-    indices is faster than computing them from the corners (mnist-cnn bf16 input
-    gradient of 2048 images on an H200: 2.97 against 3.39 ms); without one the corners
-    win (fp32 forward 1.00 against 1.18 ms).
+    On CUDA the fused Triton kernels of :mod:`robench.models.triton_pool` run (tensors
+    below 2³¹ elements); without Triton the stock kernel runs when a gradient is needed
+    (its forward with indices is faster there than computing them from the corners:
+    2.97 against 3.39 ms for a bf16 mnist-cnn input gradient of 2048 images on an H200)
+    and the corners otherwise (fp32 forward 1.00 against 1.18 ms).
     """
-    if x.is_cuda and x.requires_grad and torch.is_grad_enabled():
-        return F.max_pool2d(x, 2)
+    if x.is_cuda:
+        if triton_pool.available() and x.dim() == 4 and x.numel() < 2**31:
+            return _TritonMaxPool2x2Function.apply(x)
+        if x.requires_grad and torch.is_grad_enabled():
+            return F.max_pool2d(x, 2)
     return _MaxPool2x2Function.apply(x)
 
 
