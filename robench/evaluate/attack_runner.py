@@ -154,7 +154,7 @@ def _precision(plan: AttackPlan, attacker: LoadedMember) -> str:
     """The precision the attacker's gradients are taken in (peers always run fp32)."""
     if plan.backend != "native":
         return "fp32"
-    return resolve_precision(plan.precision, _device_of(attacker))
+    return resolve_precision(plan.precision, next(attacker.model.parameters()).device)
 
 
 def _craft_sweep(plan, attack, attacker, x, y, eps_values) -> list[torch.Tensor]:
@@ -209,10 +209,6 @@ def _fast_members(members: list[LoadedMember]) -> list[LoadedMember]:
     """``members`` whose models compute max-pools with the bit-exact faster kernels of
     :mod:`robench.models.fast`: same parameters, same outputs and input gradients."""
     return [dataclasses.replace(m, model=with_fast_kernels(m.model)) for m in members]
-
-
-def _device_of(member: LoadedMember) -> torch.device:
-    return next(member.model.parameters()).device
 
 
 def run_attack_plan(plan: AttackPlan, dataset, members: list[LoadedMember], store: ResultStore) -> list[dict]:

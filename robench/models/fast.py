@@ -25,10 +25,9 @@ kernel, which prefers NaN.
 :func:`with_fast_kernels` returns a copy of a model that shares its parameters and
 buffers, with every plain ``nn.MaxPool2d(2)`` computed this way on a CPU and by the
 fused Triton kernels of :mod:`robench.models.triton_pool` on CUDA (see
-:func:`max_pool2x2`). A ``ReLU`` right before such a pool
-(mnist-cnn: conv → ReLU → max-pool) moves after it, so it runs on a quarter of the
-values: max and ReLU commute exactly (ReLU is monotone), and so do their
-gradients — where the window's maximum z is > 0 both orders route the gradient to the
+:func:`max_pool2x2`). A ``ReLU`` right before such a pool (mnist-cnn: conv → ReLU →
+max-pool) moves after it, so it runs on a quarter of the values: max and ReLU commute
+exactly (ReLU is monotone), and so do their gradients — where the window's maximum z is > 0 both orders route the gradient to the
 first element equal to z, and where z ≤ 0 both give 0 (the stock order routes it to an
 element the ReLU zeroes, the swapped order's ReLU zeroes it first).
 """
