@@ -1,4 +1,4 @@
-"""``python3 -m benchmarks [attacks|train|loss|all] [options] --out FILE.json``
+"""``python3 -m benchmarks [attacks|whitebox|train|loss|all] [options] --out FILE.json``
 
 Runs the chosen benchmarks (each measures its own baseline in the same run), writes one
 JSON document atomically (machine information, the options used, and per benchmark the
@@ -24,7 +24,8 @@ from robench.errors import UserError
 from robench.evaluate.attack_runner import EPS_GRIDS, parse_eps
 from robench.io import atomic_write_json
 
-BENCHMARKS = ("attacks", "train", "loss")
+BENCHMARKS = ("attacks", "whitebox", "train", "loss")
+ATTACK_MODES = {"attacks": "blackbox", "whitebox": "whitebox"}  # benchmark -> attack_matrix mode
 
 
 def defaults(device: torch.device, quick: bool) -> dict[str, Any]:
@@ -50,7 +51,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     p.add_argument("--threads", type=int, help="torch.set_num_threads before running")
-    g = p.add_argument_group("attacks")
+    g = p.add_argument_group("attacks and whitebox")
     g.add_argument("--models", type=int, help="mnist-cnn members (default 8)")
     g.add_argument("--samples", type=int, help="test images (default 10000 on CUDA, 256 on CPU)")
     g.add_argument("--eps", help="comma-separated eps (default robench's mnist grid 0,0.05,...,0.3)")
@@ -99,11 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     doc: dict[str, Any] = {"machine": machine_info(device), "benchmarks": list(chosen),
                            "options": {"device": args.device, "quick": args.quick, **opts}, "results": {}}
     lines: list[str] = []
-    if "attacks" in chosen:
-        result = attack_matrix.run(device, opts["models"], opts["samples"], opts["eps"], opts["train_steps"],
-                                   opts["chunk_size"], opts["member_batch"])
-        doc["results"]["attacks"] = result
-        lines += attack_matrix.summary_lines(result)
+    for name, mode in ATTACK_MODES.items():
+        if name in chosen:
+            result = attack_matrix.run(device, opts["models"], opts["samples"], opts["eps"], opts["train_steps"],
+                                       opts["chunk_size"], opts["member_batch"], mode=mode)
+            doc["results"][name] = result
+            lines += attack_matrix.summary_lines(result)
     if "train" in chosen:
         result = training.run(device, opts["train_samples"], opts["batch"], opts["extra_epochs"], opts["warmup"],
                               opts["repeats"])

@@ -1,17 +1,27 @@
-"""The attacker × defender matrix: robench's engine against torchattacks and ART loops.
+"""Attack runs: robench's engine against torchattacks and ART loops, in two modes.
 
-Measured: wall time of the full black-box matrix (every model attacks, every model
-defends, the diagonal is the white-box cell) of FGSM and IFGSM (Kurakin: α = 1/255,
-⌊min(255ε + 4, 1.25·255ε)⌋ steps) over robench's mnist ε grid, on ``--models`` mnist-cnn
-members (default 8, one seed each, each trained ``--train-steps`` Adam steps on synthetic
-learnable data) and ``--samples`` synthetic test images whose labels are the argmax of
-the members' mean logits. Three implementations on the same models and data:
+Measured: wall time of FGSM and IFGSM (Kurakin: α = 1/255, ⌊min(255ε + 4, 1.25·255ε)⌋
+steps) over robench's mnist ε grid, on ``--models`` mnist-cnn members (default 8, one
+seed each, each trained ``--train-steps`` Adam steps on synthetic learnable data) and
+``--samples`` synthetic test images whose labels are the argmax of the members' mean
+logits, as
 
-* ``robench``: ``run_attack_plan(AttackPlan("blackbox", attacker="all"), ...)``, the path
-  of ``robench attack --blackbox --attacker all``, with in-memory members and a
-  ResultStore in a temporary folder; one plan per attack, so each is timed on its own.
+* ``blackbox`` (the ``attacks`` benchmark): the full attacker × defender matrix, every
+  model attacks and every model defends (the diagonal is the white-box cell);
+* ``whitebox`` (the ``whitebox`` benchmark): every model attacks itself only, the
+  matrix's diagonal, so the crafting weighs more than the evaluation.
+
+Three implementations on the same models and data:
+
+* ``robench``: ``run_attack_plan(AttackPlan(mode, attacker="all"), ...)``, the path of
+  ``robench attack --blackbox --attacker all`` or ``robench attack --whitebox``, with
+  in-memory members and a ResultStore in a temporary folder; one plan per attack, so
+  each is timed on its own. ``robench attack --whitebox`` also runs the ε = 1 sanity
+  cells (IFGSM, 259 steps on at most 256 images per member), a validity check no peer
+  makes; they are not part of the comparison.
 * ``torchattacks``: per attacker and ε one ``FGSM`` / ``BIM`` object, adversarials made
-  once per chunk, every defender evaluated on them (ε = 0: the clean images).
+  once per chunk, every defender (white-box: the attacker) evaluated on them (ε = 0:
+  the clean images).
 * ``art``: the same loop with one ``PyTorchClassifier`` per attacker and a
   ``FastGradientMethod`` / ``BasicIterativeMethod`` per ε.
 
@@ -53,6 +63,7 @@ from robench.evaluate.results import ResultStore
 from robench.models import create_model
 
 ATTACKS = ("fgsm", "ifgsm")
+MODES = ("blackbox", "whitebox")
 Counts = dict[tuple[str, str, str, float], int]  # (attacker, defender, attack, ε) -> correct
 
 
@@ -136,14 +147,15 @@ def _counted_image_steps() -> Iterator[dict[str, int]]:
         attack_runner.create_attack = original
 
 
-def run_robench(dataset, members, eps, chunk, device, precision: str = "auto") -> dict[str, Any]:
-    """Time robench's black-box/all plan per attack; its correct counts, IFGSM image-steps
-    and the precision its rows record."""
+def run_robench(dataset, members, eps, chunk, device, precision: str = "auto",
+                mode: str = "blackbox") -> dict[str, Any]:
+    """Time robench's ``mode`` plan (black-box: every attacker) per attack; its correct
+    counts, IFGSM image-steps and the precision its rows record."""
     seconds, counts, image_steps, precisions = {}, {}, None, set()
     with tempfile.TemporaryDirectory() as tmp:
         store = ResultStore(Path(tmp) / attack_runner.ATTACK_RESULTS, KEY_COLUMNS)
         for name in ATTACKS:
-            plan = AttackPlan("blackbox", attacks=(name,), eps=list(eps), attacker="all",
+            plan = AttackPlan(mode, attacks=(name,), eps=list(eps), attacker="all",
                               chunk_size=chunk, precision=precision)
             with _counted_image_steps() as record:
                 seconds[name], rows = timed(lambda: run_attack_plan(plan, dataset, members, store), device)
@@ -215,35 +227,43 @@ def _art_maker(attacker: LoadedMember, name: str, device: torch.device, chunk: i
 PEERS = {"torchattacks": _torchattacks_maker, "art": _art_maker}
 
 
-def _peer_matrix(peer: str, name: str, dataset, members, eps, chunk, device) -> torch.Tensor:
-    """Correct counts (attacker, ε, defender) of one peer's loop for attack ``name``."""
+def _defenders(mode: str, attacker: LoadedMember, members: list[LoadedMember]) -> list[LoadedMember]:
+    """Who is evaluated on ``attacker``'s adversarials: everyone, or (white-box) itself."""
+    return list(members) if mode == "blackbox" else [attacker]
+
+
+def _peer_matrix(peer: str, name: str, dataset, members, eps, chunk, device, mode: str) -> torch.Tensor:
+    """Correct counts (attacker, ε, defender of :func:`_defenders`) of one peer's loop for
+    attack ``name``."""
     x_all, y_all = dataset.test.x, dataset.test.y
     chunks = [(dataset.to_float(x_all[i : i + chunk]), y_all[i : i + chunk]) for i in range(0, len(y_all), chunk)]
-    correct = torch.zeros(len(members), len(eps), len(members), dtype=torch.long, device=device)
+    width = len(_defenders(mode, members[0], members))
+    correct = torch.zeros(len(members), len(eps), width, dtype=torch.long, device=device)
     with _frozen(members):
         for a, attacker in enumerate(members):
             crafter = PEERS[peer](attacker, name, device, chunk)
+            defenders = _defenders(mode, attacker, members)
             for e, value in enumerate(eps):
                 craft = crafter(value) if value > 0 else None  # ε = 0: the clean images
                 for x, y in chunks:
                     adv = x if craft is None else craft(x, y)
                     with torch.no_grad():
-                        for d, defender in enumerate(members):
+                        for d, defender in enumerate(defenders):
                             correct[a, e, d] += (defender.model(adv).argmax(dim=1) == y).sum()
     return correct
 
 
-def run_peer(peer: str, dataset, members, eps, chunk, device) -> dict[str, Any]:
+def run_peer(peer: str, dataset, members, eps, chunk, device, mode: str = "blackbox") -> dict[str, Any]:
     """Time one peer's loop per attack: for each attacker and ε, one attack object,
-    adversarials per chunk, every defender evaluated; its correct counts."""
+    adversarials per chunk, every defender of ``mode`` evaluated; its correct counts."""
     seconds, counts = {}, {}
     for name in ATTACKS:
         seconds[name], correct = timed(
-            lambda name=name: _peer_matrix(peer, name, dataset, members, eps, chunk, device), device)
+            lambda name=name: _peer_matrix(peer, name, dataset, members, eps, chunk, device, mode), device)
         table = correct.tolist()
         for a, attacker in enumerate(members):
             for e, value in enumerate(eps):
-                for d, defender in enumerate(members):
+                for d, defender in enumerate(_defenders(mode, attacker, members)):
                     counts[(attacker.name, defender.name, name, float(value))] = table[a][e][d]
     return {"seconds": seconds, "counts": counts}
 
@@ -279,9 +299,12 @@ def _mean_accuracy(counts: Counts, samples: int, eps) -> dict[str, dict[str, flo
 
 
 def run(device: torch.device, models: int = 8, samples: int = 256, eps=None, train_steps: int = 50,
-        chunk: int = 0, member_batch: int = 64, warmup_samples: int = 4) -> dict[str, Any]:
-    """The whole attack-matrix benchmark; a JSON-ready dict. ``chunk`` 0: robench's
-    default chunk for the device (what ``robench attack`` uses without --batch-size)."""
+        chunk: int = 0, member_batch: int = 64, warmup_samples: int = 4, mode: str = "blackbox") -> dict[str, Any]:
+    """The whole benchmark of ``mode`` (blackbox: the matrix; whitebox: its diagonal); a
+    JSON-ready dict. ``chunk`` 0: robench's default chunk for the device (what
+    ``robench attack`` uses without --batch-size)."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
     eps = sorted({float(e) for e in (eps if eps is not None else EPS_GRIDS["mnist"])})
     chunk = chunk or attack_runner.DEFAULT_CHUNK.get(device.type, 1024)
     members = build_members(models, train_steps, device, member_batch)
@@ -293,17 +316,18 @@ def run(device: torch.device, models: int = 8, samples: int = 256, eps=None, tra
         variants["robench_fp32"] = "fp32"
     results: dict[str, dict[str, Any]] = {}
     for label, precision in variants.items():
-        run_robench(warm, members, warm_eps, chunk, device, precision)
-        results[label] = run_robench(dataset, members, eps, chunk, device, precision)
+        run_robench(warm, members, warm_eps, chunk, device, precision, mode)
+        results[label] = run_robench(dataset, members, eps, chunk, device, precision, mode)
     for peer in PEERS:
-        run_peer(peer, warm, members, warm_eps, chunk, device)
-        results[peer] = run_peer(peer, dataset, members, eps, chunk, device)
+        run_peer(peer, warm, members, warm_eps, chunk, device, mode)
+        results[peer] = run_peer(peer, dataset, members, eps, chunk, device, mode)
 
     expected_steps = models * samples * sum(kurakin_steps(e) for e in eps)
+    defenders = models if mode == "blackbox" else 1
     out: dict[str, Any] = {
-        "models": models, "samples": samples, "eps": eps, "chunk_size": chunk, "train_steps": train_steps,
-        "member_batch": member_batch,
-        "cells": models * models * len(ATTACKS) * len(eps),
+        "mode": mode, "models": models, "samples": samples, "eps": eps, "chunk_size": chunk,
+        "train_steps": train_steps, "member_batch": member_batch,
+        "cells": models * defenders * len(ATTACKS) * len(eps),
         "robench_precision": results["robench"]["precision"],
         "clean_accuracy": results["robench"]["clean"],
         "mean_accuracy": _mean_accuracy(results["robench"]["counts"], samples, eps),
@@ -323,7 +347,9 @@ def run(device: torch.device, models: int = 8, samples: int = 256, eps=None, tra
 
 def summary_lines(result: dict[str, Any]) -> list[str]:
     """A few human-readable lines of :func:`run`'s result."""
-    lines = [f"attacks: {result['models']}x{result['models']} matrix, N={result['samples']}, "
+    m = result["models"]
+    shape = f"{m}x{m} matrix" if result["mode"] == "blackbox" else f"{m} white-box runs"
+    lines = [f"{result['mode']}: {shape}, N={result['samples']}, "
              f"{len(result['eps'])} eps, robench precision {result['robench_precision']}"]
     for label in ("robench", "robench_fp32", "torchattacks", "art"):
         if label in result:

@@ -23,7 +23,7 @@ python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_devic
 
 stamp "CUDA tests"
 timeout 180 python3 -m pytest -q -p no:cacheprovider -rs tests/test_trainer.py tests/test_losses.py \
-    tests/test_rmsprop_tf.py tests/test_data.py tests/test_attacks.py -k "cuda or graph or bf16" 2>&1 | tail -15
+    tests/test_rmsprop_tf.py tests/test_data.py tests/test_attacks.py tests/test_fast_kernels.py -k "cuda or graph or bf16" 2>&1 | tail -15
 
 stamp "benchmarks: train, loss"
 timeout 150 python3 -m benchmarks train --device cuda --out "$OUT/bench-train.json" 2>&1 | tail -12
@@ -35,13 +35,15 @@ time timeout 330 python3 -m robench.cli -v run --dataset fashion-mnist --preset 
 tar -czf "$OUT/fashion-mnist-report.tgz" -C "$WORK/reports" fashion-mnist
 tar -czf "$OUT/fashion-mnist-cards.tgz" -C "$WORK/zoo" --exclude='*.safetensors' fashion-mnist
 
-stamp "benchmarks: attack matrix on $SAMPLES images"
+stamp "benchmarks: attack matrix and white-box runs on $SAMPLES images"
 timeout 240 python3 -m benchmarks attacks --device cuda --samples "$SAMPLES" --out "$OUT/bench-attacks.json" \
+    2>&1 | tail -15
+timeout 150 python3 -m benchmarks whitebox --device cuda --samples "$SAMPLES" --out "$OUT/bench-whitebox.json" \
     2>&1 | tail -15
 stamp "profile of the attack input-gradient step (mnist-cnn, batch 2048)"
 for precision in bf16 fp32; do
-    timeout 60 python3 -m benchmarks.profile_step --device cuda --batch 2048 --precision "$precision" \
-        >> "$OUT/attack-step-profile.txt" 2>&1
+    timeout 60 python3 -m benchmarks.profile_step --device cuda --batch 2048 --precision "$precision" --shapes --graph \
+        --rows 40 >> "$OUT/attack-step-profile.txt" 2>&1
 done
-tail -1 "$OUT/attack-step-profile.txt"
+grep -E "ms per step" "$OUT/attack-step-profile.txt"
 stamp "done"

@@ -1,6 +1,7 @@
 """The benchmark command (benchmarks/, not part of the package): a --quick CPU run at the
 smallest sizes writes the JSON document with every key, the three attack implementations
-agree cell by cell, and every ratio is a positive finite number. No timing assertions."""
+agree cell by cell in the matrix and in the white-box runs, and every ratio is a positive
+finite number. No timing assertions."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def test_document_keys(quick_doc):
         assert key in machine, key
     assert machine["device"] == "cpu"
     assert quick_doc["options"]["quick"] is True and quick_doc["options"]["models"] == 3
-    assert set(quick_doc["results"]) == {"attacks", "train", "loss"}
+    assert set(quick_doc["results"]) == {"attacks", "whitebox", "train", "loss"}
     train = quick_doc["results"]["train"]
     for arch in ("mnist-cnn", "wrn-28-2"):
         assert train[arch]["robench"]["steady_images_per_s"] > 0
@@ -60,9 +61,11 @@ def test_document_keys(quick_doc):
     assert set(loss["loss_alone"]) == set(loss["train_step"]) == {"ce", "1toN-sym-d1", "1toN-zero-d1"}
 
 
-def test_attack_implementations_identical_on_cpu(quick_doc):
-    attacks = quick_doc["results"]["attacks"]
-    assert attacks["cells"] == 3 * 3 * 2 * 2  # attackers x defenders x attacks x eps
+@pytest.mark.parametrize("name, defenders", [("attacks", 3), ("whitebox", 1)])
+def test_attack_implementations_identical_on_cpu(quick_doc, name, defenders):
+    attacks = quick_doc["results"][name]
+    assert attacks["mode"] == {"attacks": "blackbox", "whitebox": "whitebox"}[name]
+    assert attacks["cells"] == 3 * defenders * 2 * 2  # attackers x defenders x attacks x eps
     for peer in ("torchattacks", "art"):
         agreement = attacks["agreement"][peer]
         assert agreement["cells"] == attacks["cells"]
@@ -90,7 +93,17 @@ def test_bad_option_is_exit_2(tmp_path):
 def test_profile_step_prints_the_kernel_table(capsys):
     from benchmarks.profile_step import main
 
-    main(["--device", "cpu", "--batch", "4", "--steps", "1", "--rows", "5"])
+    main(["--device", "cpu", "--batch", "4", "--steps", "1", "--rows", "5", "--shapes"])
     out = capsys.readouterr().out
     assert "convolution" in out  # the model's kernels are in the table
+    assert "Input Shapes" in out and "[4, 1, 28, 28]" in out  # --shapes: rows per input shape
     assert "mnist-cnn batch 4 fp32 on cpu:" in out and "us per image" in out
+    assert "engine IFGSM step (gradient sign, step, clamp):" in out and "host" in out
+
+
+def test_profile_step_graph_needs_cuda(capsys):
+    from benchmarks.profile_step import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--device", "cpu", "--graph"])
+    assert exit_info.value.code == 2 and "--graph needs a CUDA device" in capsys.readouterr().err
