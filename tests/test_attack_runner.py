@@ -9,7 +9,7 @@ import pytest
 
 from robench.errors import UserError
 from robench.evaluate.attack_runner import AttackPlan, parse_eps, run_attacks
-from robench.evaluate.results import ResultStore
+from robench.evaluate.results import ResultStore, write_csv
 from robench.zoo import list_members
 
 EPS = (0.0, 0.1, 0.2)
@@ -86,6 +86,23 @@ def test_native_agrees_with_peers_on_a_trained_member(digits_zoo, tmp_path, back
         counts[name] = {r["eps"]: r["correct"] for r in rows if r["experiment"] == "whitebox"}
     assert counts["native"] == counts[backend]
     assert counts["native"][0.2] < counts["native"][0.05]  # the attack bites
+
+
+def test_flags_judge_only_rows_on_the_zoo_weights_now(digits_zoo, tmp_path):
+    """Rows of earlier weights of a member (a retrained member's old key) stay in
+    attacks.csv but no longer count in the flags, nor do older runs of a cell."""
+    plan = AttackPlan("blackbox", attacks=("fgsm",), eps=EPS, attacker="ce-s1", num_samples=40)
+    rows, flags = run_attacks("digits", plan, digits_zoo, tmp_path, "cpu")
+    assert all(f["passed"] for f in flags if f["flag"] == "monotone_in_eps")
+    store = ResultStore(tmp_path / "attacks.csv", ("attacker", "defender", "attack", "eps"))
+    rising = {0.0: 0, 0.1: 1, 0.2: 40}  # accuracy rising with ε: monotone_in_eps would fail on these
+    earlier = [{**r, "defender_sha256": "0" * 64, "correct": rising[r["eps"]]} for r in rows]
+    older_run = [{**r, "correct": rising[r["eps"]]} for r in rows]
+    write_csv(tmp_path / "attacks.csv", list(store.rows()[0]),
+              earlier + older_run + store.rows())  # the current rows were stored last
+    again, flags_now = run_attacks("digits", plan, digits_zoo, tmp_path, "cpu")
+    assert again == []  # every cell is done
+    assert sorted(map(str, flags_now)) == sorted(map(str, flags))
 
 
 def test_parse_eps():

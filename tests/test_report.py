@@ -19,7 +19,7 @@ from robench.models import create_model
 from robench.report import write_report
 from robench.report.claims import CONTRADICTED, INCONCLUSIVE, SUPPORTED, verdict
 from robench.report.tables import fmt_eps
-from robench.zoo import save_member
+from robench.zoo import list_members, save_member
 
 DATASET = "digits"
 N = 100
@@ -60,7 +60,7 @@ def _correct(clean: float, rate: float, eps: float) -> int:
     return round(N * (clean - rate * eps))
 
 
-def _attack_row(experiment, attacker, defender, attack, eps, correct, attacker_seed) -> dict:
+def _attack_row(experiment, attacker, defender, attack, eps, correct, attacker_seed, hashes) -> dict:
     loss, bound, delta, head, seed, clean = MEMBERS[defender]
     return {
         "experiment": experiment, "dataset": DATASET, "attacker": attacker, "defender": defender,
@@ -69,25 +69,27 @@ def _attack_row(experiment, attacker, defender, attack, eps, correct, attacker_s
         "clean_correct": round(N * clean), "clean_accuracy": round(N * clean) / N, "repeat": 0,
         "num_classes": 10, "defender_loss": loss, "defender_bound": bound, "defender_delta": delta,
         "defender_head": head, "attacker_loss": "ce", "attacker_seed": attacker_seed, "defender_seed": seed,
-        "attacker_sha256": "a" * 64, "defender_sha256": "d" * 64, "split_hash": "s" * 64,
+        "attacker_sha256": hashes.get(attacker, "a" * 64), "defender_sha256": hashes[defender], "split_hash": "s" * 64,
         "robench_version": "0.1.0", "torch_version": "2.x", "timestamp": "2026-01-01T00:00:00Z",
     }
 
 
-def attack_rows() -> list[dict]:
+def attack_rows(hashes: dict[str, str]) -> list[dict]:
+    """Every cell of the fixture, on the weights ``hashes`` (name -> sha256; attackers
+    outside the zoo get a placeholder)."""
     rows = []
     for defender, spec in MEMBERS.items():
         for attack in ATTACKS:
             for eps in EPS:
                 correct = _correct(spec[5], WB_RATE[(defender, attack)], eps)
-                rows.append(_attack_row("whitebox", defender, defender, attack, eps, correct, spec[4]))
+                rows.append(_attack_row("whitebox", defender, defender, attack, eps, correct, spec[4], hashes))
     for attacker, seed in ATTACKERS.items():
         for defender, spec in MEMBERS.items():
             for i, attack in enumerate(ATTACKS):
                 for eps in EPS:
                     correct = _correct(spec[5], BB_RATE[(attacker, defender)][i], eps)
-                    rows.append(_attack_row("blackbox", attacker, defender, attack, eps, correct, seed))
-    sanity = _attack_row("sanity", "ce-s0", "ce-s0", "ifgsm", 1.0, 3, 0)
+                    rows.append(_attack_row("blackbox", attacker, defender, attack, eps, correct, seed, hashes))
+    sanity = _attack_row("sanity", "ce-s0", "ce-s0", "ifgsm", 1.0, 3, 0, hashes)
     return rows + [sanity]
 
 
@@ -142,8 +144,12 @@ def make_zoo(zoo_dir: Path) -> None:
         save_member(zoo_dir / DATASET / name, model, card)
 
 
-def make_results(results_dir: Path, noise: bool = True) -> None:
-    _write_csv(results_dir / "attacks.csv", attack_rows())
+def zoo_hashes(zoo_dir: Path) -> dict[str, str]:
+    return {c["name"]: c["weights_sha256"] for c in list_members(zoo_dir, DATASET)}
+
+
+def make_results(results_dir: Path, zoo_dir: Path, noise: bool = True) -> None:
+    _write_csv(results_dir / "attacks.csv", attack_rows(zoo_hashes(zoo_dir)))
     _write_csv(results_dir / "generalization.csv", experiment_rows("generalization", GEN))
     if noise:
         _write_csv(results_dir / "noise.csv", experiment_rows("noise", NOISE))
@@ -161,7 +167,7 @@ def zoo_dir(tmp_path_factory) -> Path:
 def report(tmp_path_factory, zoo_dir) -> Path:
     """The full report of the fixture results (margins included), written once."""
     root = tmp_path_factory.mktemp("report")
-    make_results(root / "results")
+    make_results(root / "results", zoo_dir)
     torch.set_num_threads(1)
     return write_report(DATASET, root / "results", zoo_dir, root / "out")
 
@@ -343,7 +349,7 @@ def test_flags_failures_first(report):
 # ---------------------------------------------------------------- partial and empty results
 
 def test_partial_results_say_what_is_missing(tmp_path, zoo_dir):
-    make_results(tmp_path / "results", noise=False)
+    make_results(tmp_path / "results", zoo_dir, noise=False)
     (tmp_path / "results" / "flags.csv").unlink()
     index = write_report(DATASET, tmp_path / "results", zoo_dir, tmp_path / "out", margins=False)
     md = (tmp_path / "out" / "report.md").read_text()
@@ -365,7 +371,7 @@ def test_nothing_run_still_writes_a_page(tmp_path):
 
 
 def test_matrix_eps_off_grid_picks_the_nearest(tmp_path, zoo_dir):
-    make_results(tmp_path / "results")
+    make_results(tmp_path / "results", zoo_dir)
     index = write_report(DATASET, tmp_path / "results", zoo_dir, tmp_path / "out", matrix_eps=0.17,
                          margins=False)
     assert "ε = 0.17 is not on the grid; showing the nearest, ε = 0.2" in index.read_text()
@@ -384,3 +390,66 @@ def test_foreign_csv_is_reported_not_fatal(tmp_path):
     page = index.read_text()
     assert "Unreadable input: attacks.csv lacks the columns" in page
     assert "no white-box results" in page
+
+
+# ---------------------------------------------------------------- superseded rows and precisions
+
+def _stale_copy(row: dict, correct: int) -> dict:
+    """``row`` as an earlier run on other weights of its defender (a retrained member)."""
+    return {**row, "defender_sha256": "0" * 64, "attacker_sha256": "0" * 64 if row["attacker"] == row["defender"]
+            else row["attacker_sha256"], "correct": correct, "accuracy": correct / N}
+
+
+def test_rows_on_earlier_weights_are_left_out(tmp_path, zoo_dir):
+    """A member retrained to new weights keeps its old rows in attacks.csv (their key holds the
+    old hash); tables, figures and claims read only the rows on the zoo's weights now."""
+    make_results(tmp_path / "results", zoo_dir)
+    rows = attack_rows(zoo_hashes(zoo_dir))
+    stale = [_stale_copy(r, 0) for r in rows if r["defender"] == "hinge-d1-s0" and r["experiment"] != "sanity"]
+    _write_csv(tmp_path / "results" / "attacks.csv", stale + rows)  # the old run was stored first
+    index = write_report(DATASET, tmp_path / "results", zoo_dir, tmp_path / "out", margins=False)
+    for mode in ("whitebox", "blackbox"):
+        long = pd.read_csv(tmp_path / "out" / "tables" / f"{mode}.csv")
+        assert len(long) == 3 * 2 * 3 * (1 if mode == "whitebox" else 2)
+        for row in long.itertuples():
+            assert row.accuracy == pytest.approx(acc_of(mode, row.attacker, row.defender, row.attack, row.eps))
+    claims_now = pd.read_csv(tmp_path / "out" / "tables" / "claims.csv")
+    claims_clean = pd.read_csv(_clean_report(tmp_path / "clean", zoo_dir) / "tables" / "claims.csv")
+    pd.testing.assert_frame_equal(claims_now, claims_clean)
+    assert f"Left out of attacks.csv: {len(stale)} rows computed on earlier weights of hinge-d1-s0." in index.read_text()
+
+
+def _clean_report(root: Path, zoo_dir: Path) -> Path:
+    make_results(root / "results", zoo_dir)
+    write_report(DATASET, root / "results", zoo_dir, root / "out", margins=False)
+    return root / "out"
+
+
+def test_without_cards_the_newest_run_of_a_cell_counts(tmp_path, zoo_dir):
+    rows = attack_rows(zoo_hashes(zoo_dir))
+    older = [_stale_copy(r, 0) for r in rows if r["defender"] == "ce-s0" and r["experiment"] == "whitebox"]
+    _write_csv(tmp_path / "results" / "attacks.csv", older + rows)
+    index = write_report(DATASET, tmp_path / "results", tmp_path / "nozoo", tmp_path / "out", margins=False)
+    long = pd.read_csv(tmp_path / "out" / "tables" / "whitebox.csv")
+    mine = long[long["defender"] == "ce-s0"]
+    assert len(mine) == 2 * 3 and all(
+        r.accuracy == pytest.approx(acc_of("whitebox", "ce-s0", "ce-s0", r.attack, r.eps)) for r in mine.itertuples())
+    assert f"Left out of attacks.csv: {len(older)} rows of cells computed again later." in index.read_text()
+
+
+def test_two_precisions_are_kept_apart(tmp_path, zoo_dir):
+    """A cell computed in bf16 and in fp32 is two table rows; figures and claims of a mode use
+    the precision with the most rows."""
+    rows = attack_rows(zoo_hashes(zoo_dir))
+    bf16 = [{**r, "precision": "bf16", "correct": 0, "accuracy": 0.0}
+            for r in rows if r["experiment"] == "whitebox" and r["defender"] == "ce-s0"]
+    make_results(tmp_path / "results", zoo_dir)
+    _write_csv(tmp_path / "results" / "attacks.csv", [{**r, "precision": "fp32"} for r in rows] + bf16)
+    write_report(DATASET, tmp_path / "results", zoo_dir, tmp_path / "out", margins=False)
+    long = pd.read_csv(tmp_path / "out" / "tables" / "whitebox.csv")
+    assert len(long) == 3 * 2 * 3 + len(bf16)
+    assert set(long.loc[long["precision"] == "bf16", "accuracy"]) == {0.0}
+    assert "precision" in (tmp_path / "out" / "tables" / "whitebox.md").read_text()
+    claims_now = pd.read_csv(tmp_path / "out" / "tables" / "claims.csv")
+    claims_clean = pd.read_csv(_clean_report(tmp_path / "clean", zoo_dir) / "tables" / "claims.csv")
+    pd.testing.assert_frame_equal(claims_now, claims_clean)  # the fp32 rows (more of them) decide

@@ -81,3 +81,50 @@ def test_failures_first_and_written(tmp_path):
     assert len(stored) == len(flags) and stored[0]["passed"] == "False"
     text = summarize_flags(flags)
     assert "FAILED eps0_is_clean" in text
+
+
+def test_precisions_are_judged_apart():
+    """bf16 and fp32 runs of the same cells (each sound on its own) are not compared with
+    each other: a bf16 count above the fp32 one at a larger ε is no rise in ε."""
+    fp32 = [{**r, "precision": "fp32"} for r in _sound_rows()]
+    bf16 = [{**r, "precision": "bf16", "correct": r["correct"] + 5 * (r["eps"] > 0) * (r["eps"] < 1)} for r in _sound_rows()]
+    flags = compute_flags(fp32 + bf16)
+    assert all(f["passed"] for f in flags), [f for f in flags if not f["passed"]]
+    alone = compute_flags(fp32)
+    assert len(flags) == 2 * len(alone)
+    assert {f["scope"] for f in flags} == {f["scope"] for f in alone} | {
+        f["scope"].replace("/native", "/native bf16") for f in alone}
+
+
+def test_rows_without_a_precision_are_fp32():
+    rows = _sound_rows()  # files written before the precision column
+    assert compute_flags(rows) == compute_flags([{**r, "precision": "fp32"} for r in rows])
+
+
+def test_current_rows_one_per_cell_on_the_zoo_weights():
+    """Rows of a member's earlier weights go, rows of members outside the zoo stay, the
+    last stored run of a cell wins, and a blank precision (rows from before that column)
+    is fp32."""
+    import pandas as pd
+
+    from robench.evaluate.attack_runner import KEY_COLUMNS
+    from robench.evaluate.current import current_attack_rows
+
+    def row(defender, sha, correct, precision="fp32", eps="0.1"):
+        return {"experiment": "blackbox", "attacker": "ce-s1", "attacker_sha256": "a", "defender": defender,
+                "defender_sha256": sha, "attack": "fgsm", "eps": eps, "n": "100", "precision": precision,
+                "correct": correct}
+
+    rows = pd.DataFrame([
+        row("ce-s0", "old", "1"),            # earlier weights of a zoo member
+        row("ce-s0", "new", "2", ""),        # before the precision column: fp32 ...
+        row("ce-s0", "new", "3"),            # ... so this later fp32 run replaces it
+        row("ce-s0", "new", "4", "bf16"),    # another precision: another cell
+        row("gone", "x", "5"),               # a member no longer in the zoo
+    ])
+    kept, note = current_attack_rows(rows, KEY_COLUMNS, {"ce-s0": "new", "ce-s1": "a"})
+    assert sorted(kept["correct"]) == ["3", "4", "5"]
+    assert set(kept["precision"]) == {"fp32", "bf16"}
+    assert note == ("Left out of attacks.csv: 1 rows computed on earlier weights of ce-s0 and "
+                    "1 rows of cells computed again later.")
+    assert current_attack_rows(rows.iloc[[2, 3]], KEY_COLUMNS, {})[1] == ""

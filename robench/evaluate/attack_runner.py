@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
@@ -27,6 +28,7 @@ from robench.attacks.backends import backend_names, craft
 from robench.attacks.base import check_eps
 from robench.device import resolve_precision
 from robench.errors import UserError
+from robench.evaluate.current import current_attack_rows
 from robench.evaluate.members import LoadedMember, default_attacker, load_members
 from robench.evaluate.results import ResultStore
 from robench.evaluate.validity import SANITY, compute_flags, write_flags
@@ -296,8 +298,9 @@ def run_attacks(
     data_root: Path = Path("data"),
 ) -> tuple[list[dict], list[dict]]:
     """Load data and members, run ``plan`` (plus the ε = 1 sanity cells of a native
-    white-box run), recompute the validity flags of every stored row and write them to
-    ``flags.csv``; returns the new rows and all flags."""
+    white-box run), recompute the validity flags of the stored rows that describe the
+    zoo now (:func:`current_attack_rows`) and write them to ``flags.csv``; returns the
+    new rows and all flags."""
     from robench.data import DATASETS, load_dataset
     from robench.device import resolve_device
 
@@ -312,7 +315,9 @@ def run_attacks(
     rows = run_attack_plan(plan, dataset, members, store)
     if plan.mode == "whitebox" and plan.backend == "native":
         rows += run_attack_plan(sanity_plan(plan, plan.num_samples or len(dataset.test)), dataset, members, store)
-    flags = compute_flags(store.rows())
+    stored = pd.DataFrame(store.rows(), dtype=str).fillna("")  # columns added later: blank in older rows
+    current, _ = current_attack_rows(stored, KEY_COLUMNS, {m.name: m.sha256 for m in members})
+    flags = compute_flags(current.to_dict("records"))
     write_flags(results_dir / FLAG_RESULTS, flags)
     return rows, flags
 

@@ -10,6 +10,10 @@ gradient masking or a bug. docs/flags.md explains each one and what to do about 
   under every transfer attack at the same ε.
 - ``large_eps_to_chance``: white-box IFGSM at ε = 1 (covers the pixel range) drives
   accuracy to chance (1/K) or below, within three binomial standard errors.
+
+Rows are compared only with rows of the same attack loss, backend, sample count and
+precision (bf16 and fp32 runs of a cell are judged apart); callers pass one row per cell
+(:func:`robench.evaluate.current.current_attack_rows`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ SANITY = "sanity"
 
 def _typed(row: dict[str, Any]) -> dict[str, Any]:
     out = dict(row)
+    out["precision"] = row.get("precision") or "fp32"  # files from before the column: fp32
     out["eps"] = float(row["eps"])
     for key in ("correct", "clean_correct", "n", "num_classes"):
         out[key] = int(float(row[key]))
@@ -44,48 +49,62 @@ def _flag(name: str, passed: bool, scope: str, detail: str) -> dict[str, Any]:
 def _monotone(rows) -> list[dict]:
     groups = defaultdict(list)
     for r in rows:
-        groups[(r["attacker"], r["defender"], r["attack"], r["attack_loss"], r["backend"], r["n"])].append(r)
+        groups[(r["attacker"], r["defender"], r["attack"], r["attack_loss"], r["backend"], r["n"],
+                r["precision"])].append(r)
     flags = []
-    for (att, dfd, attack, loss, backend, _), group in sorted(groups.items()):
+    for (att, dfd, attack, loss, backend, _, precision), group in sorted(groups.items()):
         group.sort(key=lambda r: r["eps"])
         rises = [(a, b) for a, b in zip(group, group[1:]) if b["correct"] > a["correct"]]
         detail = "; ".join(f"eps {a['eps']:.4g}: {a['accuracy']:.4f} -> eps {b['eps']:.4g}: {b['accuracy']:.4f}"
                            for a, b in rises) or f"{len(group)} eps values"
-        flags.append(_flag("monotone_in_eps", not rises, f"{attack}/{loss}/{backend} {att} -> {dfd}", detail))
+        flags.append(_flag("monotone_in_eps", not rises, f"{attack}/{loss}/{backend}{_tag(precision)} {att} -> {dfd}",
+                           detail))
     return flags
 
 
 def _eps0(rows) -> list[dict]:
     return [
         _flag("eps0_is_clean", r["correct"] == r["clean_correct"],
-              f"{r['attack']}/{r['attack_loss']}/{r['backend']} {r['attacker']} -> {r['defender']}",
+              f"{r['attack']}/{r['attack_loss']}/{r['backend']}{_tag(r['precision'])} {r['attacker']} -> {r['defender']}",
               f"eps 0 accuracy {r['accuracy']:.4f}, clean {r['clean_accuracy']:.4f}")
         for r in rows if r["eps"] == 0
     ]
 
 
+def _cell(r: dict[str, Any], attack: str) -> tuple:
+    """What a white-box row is compared on: defender, ``attack``, loss, backend, ε, n, precision."""
+    return (r["defender"], attack, r["attack_loss"], r["backend"], r["eps"], r["n"], r["precision"])
+
+
+def _tag(precision: str) -> str:
+    """`` bf16`` in a flag's scope; nothing for fp32 (the CPU's and the peers' precision)."""
+    return "" if precision == "fp32" else f" {precision}"
+
+
 def _ifgsm_vs_fgsm(whitebox) -> list[dict]:
-    index = {(r["defender"], r["attack"], r["attack_loss"], r["backend"], r["eps"], r["n"]): r for r in whitebox}
+    index = {_cell(r, r["attack"]): r for r in whitebox}
     flags = []
-    for (dfd, attack, loss, backend, eps, n), it in sorted(index.items()):
-        fg = index.get((dfd, "fgsm", loss, backend, eps, n))
+    for key, it in sorted(index.items()):
+        dfd, attack, loss, backend, eps, _, precision = key
+        fg = index.get(_cell(it, "fgsm"))
         if attack != "ifgsm" or fg is None or eps == 0:
             continue
         flags.append(_flag("ifgsm_not_above_fgsm", it["correct"] <= fg["correct"],
-                           f"{loss}/{backend} {dfd} eps {eps:.4g}",
+                           f"{loss}/{backend}{_tag(precision)} {dfd} eps {eps:.4g}",
                            f"ifgsm {it['accuracy']:.4f}, fgsm {fg['accuracy']:.4f}"))
     return flags
 
 
 def _whitebox_vs_transfer(whitebox, transfer) -> list[dict]:
-    index = {(r["defender"], r["attack"], r["attack_loss"], r["backend"], r["eps"], r["n"]): r for r in whitebox}
+    index = {_cell(r, r["attack"]): r for r in whitebox}
     flags = []
     for t in transfer:
-        wb = index.get((t["defender"], t["attack"], t["attack_loss"], t["backend"], t["eps"], t["n"]))
+        wb = index.get(_cell(t, t["attack"]))
         if wb is None or t["eps"] == 0:
             continue
         flags.append(_flag("whitebox_not_above_transfer", wb["correct"] <= t["correct"],
-                           f"{t['attack']}/{t['attack_loss']}/{t['backend']} {t['attacker']} -> {t['defender']} eps {t['eps']:.4g}",
+                           f"{t['attack']}/{t['attack_loss']}/{t['backend']}{_tag(t['precision'])} "
+                           f"{t['attacker']} -> {t['defender']} eps {t['eps']:.4g}",
                            f"white-box {wb['accuracy']:.4f}, transfer {t['accuracy']:.4f}"))
     return flags
 
@@ -99,7 +118,7 @@ def chance_bound(num_classes: int, n: int) -> float:
 def _chance(sanity) -> list[dict]:
     return [
         _flag("large_eps_to_chance", r["accuracy"] <= chance_bound(r["num_classes"], r["n"]),
-              f"{r['attack']}/{r['attack_loss']}/{r['backend']} {r['defender']} eps {r['eps']:.4g}",
+              f"{r['attack']}/{r['attack_loss']}/{r['backend']}{_tag(r['precision'])} {r['defender']} eps {r['eps']:.4g}",
               f"accuracy {r['accuracy']:.4f}, chance bound {chance_bound(r['num_classes'], r['n']):.4f}")
         for r in sanity
     ]

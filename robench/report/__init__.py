@@ -66,6 +66,7 @@ def _summary(results: Results, claims: pd.DataFrame, run: dict[str, str]) -> lis
     if len(results.flags):
         lines.append(f"Validity flags: {int((~results.flags['passed']).sum())} of {len(results.flags)} checks failed.")
     lines += [f"Unreadable input: {p}" for p in results.problems]
+    lines += results.notes
     return lines
 
 

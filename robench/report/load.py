@@ -4,6 +4,8 @@ Every input may be missing: :func:`load_results` returns empty frames for absent
 and records what is missing, so a report on partial results says what to run instead of
 failing. Attack rows with ``experiment = sanity`` (the ε = 1 checks of
 ``large_eps_to_chance``) are kept apart from the sweep rows and out of tables/figures.
+Attack rows computed on weights a member no longer has, and older runs of a cell, are
+left out (:func:`robench.evaluate.current.current_attack_rows`), with a note saying so.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Any
 import pandas as pd
 
 from robench.errors import UserError
-from robench.evaluate.attack_runner import ATTACK_RESULTS, FLAG_RESULTS
+from robench.evaluate.attack_runner import ATTACK_RESULTS, FLAG_RESULTS, KEY_COLUMNS
+from robench.evaluate.current import current_attack_rows
 from robench.evaluate.validity import SANITY
 from robench.zoo import list_members
 
@@ -49,6 +52,7 @@ class Results:
     experiments: dict[str, pd.DataFrame]  # "generalization" / "noise" -> rows
     cards: list[dict[str, Any]]
     problems: list[str] = field(default_factory=list)  # unreadable files, in words
+    notes: list[str] = field(default_factory=list)  # rows left out, in words
 
     @property
     def ran_anything(self) -> bool:
@@ -80,8 +84,11 @@ def _read_optional(path: Path, floats, ints, problems: list[str]) -> pd.DataFram
         return pd.DataFrame()
 
 
-def load_attacks(path: Path, problems: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(sweep rows, sanity rows) of ``attacks.csv``."""
+def load_attacks(path: Path, problems: list[str], hashes: dict[str, str] | None = None,
+                 notes: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(sweep rows, sanity rows) of ``attacks.csv``, one per cell on the weights of
+    ``hashes`` (member name → sha256 of the zoo's weights; what was left out goes to
+    ``notes``)."""
     frame = _read_optional(path, ATTACK_FLOATS, ATTACK_INTS, problems)
     absent = [c for c in REQUIRED_ATTACK_COLUMNS if c not in frame]
     if frame.empty or absent:
@@ -91,9 +98,12 @@ def load_attacks(path: Path, problems: list[str]) -> tuple[pd.DataFrame, pd.Data
     if "experiment" not in frame:
         frame["experiment"] = ["whitebox" if a == d else "blackbox"
                                for a, d in zip(frame["attacker"], frame["defender"])]
-    for column, default in (("attack_loss", "ce"), ("backend", "native")):
+    for column, default in (("attack_loss", "ce"), ("backend", "native"), ("precision", "fp32")):
         if column not in frame:
             frame[column] = default
+    frame, note = current_attack_rows(frame, KEY_COLUMNS, hashes or {})
+    if note and notes is not None:
+        notes.append(note)
     sanity = frame["experiment"] == SANITY
     return frame[~sanity].reset_index(drop=True), frame[sanity].reset_index(drop=True)
 
@@ -133,7 +143,10 @@ def load_results(dataset: str, results_dir: Path, zoo_dir: Path) -> Results:
     """Read every result file of ``dataset`` that exists, and the zoo cards."""
     results_dir, zoo_dir = Path(results_dir), Path(zoo_dir)
     problems: list[str] = []
-    attacks, sanity = load_attacks(results_dir / ATTACK_RESULTS, problems)
+    notes: list[str] = []
+    cards = load_cards(zoo_dir, dataset, problems)
+    hashes = {c["name"]: c["weights_sha256"] for c in cards if c.get("weights_sha256")}
+    attacks, sanity = load_attacks(results_dir / ATTACK_RESULTS, problems, hashes, notes)
     experiments = {name: load_experiment(results_dir / file, problems)
                    for name, file in EXPERIMENT_FILES.items()}
     return Results(
@@ -144,8 +157,9 @@ def load_results(dataset: str, results_dir: Path, zoo_dir: Path) -> Results:
         sanity=sanity,
         flags=load_flags(results_dir / FLAG_RESULTS, problems),
         experiments=experiments,
-        cards=load_cards(zoo_dir, dataset, problems),
+        cards=cards,
         problems=problems,
+        notes=notes,
     )
 
 
@@ -158,10 +172,11 @@ def primary_attacks(attacks: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """The attack rows that figures and claims use, and a note when rows were left out.
 
     The paper's setting is the CE attack loss and robench's native attacks; a results
-    file may also hold other attack losses, peer backends or runs on fewer samples. The
-    primary rows are attack loss ``ce`` (else the most common), backend ``native`` (else
-    the most common) and, per mode (white-box / black-box), the largest ``n``. Tables
-    show every row.
+    file may also hold other attack losses, peer backends, runs on fewer samples or runs
+    in another precision. The primary rows are attack loss ``ce`` (else the most common),
+    backend ``native`` (else the most common) and, per mode (white-box / black-box), the
+    largest ``n`` and the precision with the most rows (fp32 on a tie), so no figure or
+    claim mixes bf16 and fp32 cells of a mode. Tables show every row.
     """
     if attacks.empty:
         return attacks, ""
@@ -169,9 +184,20 @@ def primary_attacks(attacks: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     backend = _preferred(attacks["backend"], "native")
     chosen = attacks[(attacks["attack_loss"] == loss) & (attacks["backend"] == backend)]
     largest = chosen.groupby("experiment")["n"].transform("max")
-    chosen = chosen[chosen["n"] == largest].reset_index(drop=True)
+    chosen = chosen[chosen["n"] == largest]
+    precision = chosen["experiment"].map(
+        {mode: _most_rows(rows["precision"], "fp32") for mode, rows in chosen.groupby("experiment")})
+    chosen = chosen[chosen["precision"] == precision].reset_index(drop=True)
     note = ""
     if len(chosen) < len(attacks):
-        note = (f"Figures and claims use attack loss {loss}, backend {backend} and the largest "
-                f"sample count per mode ({len(chosen)} of {len(attacks)} rows); the tables list every row.")
+        note = (f"Figures and claims use attack loss {loss}, backend {backend} and, per mode, the largest "
+                f"sample count and the precision with the most rows ({len(chosen)} of {len(attacks)} rows); "
+                "the tables list every row.")
     return chosen, note
+
+
+def _most_rows(values: pd.Series, tie: str) -> str:
+    """The most common value; ``tie`` when it is among those tied for most."""
+    counts = values.value_counts()
+    top = counts[counts == counts.max()].index
+    return tie if tie in top else str(sorted(top)[0])

@@ -18,7 +18,7 @@ from robench.io import atomic_write_text
 
 DASH = "–"
 ATTACK_COLUMNS = ("attacker", "defender", "defender_loss", "attack", "attack_loss", "backend", "n",
-                  "eps", "accuracy", "clean_accuracy")
+                  "precision", "eps", "accuracy", "clean_accuracy")
 CARD_COLUMNS = ("member", "loss", "bound", "delta", "head", "seed", "clean_test_accuracy",
                 "val_accuracy", "epochs", "steps", "stop_reason", "num_train", "weights_sha256")
 
@@ -117,7 +117,8 @@ def attack_table(attacks: pd.DataFrame, mode: str) -> pd.DataFrame:
         return pd.DataFrame(columns=list(ATTACK_COLUMNS))
     rows = attacks[attacks["experiment"] == mode]
     columns = [c for c in ATTACK_COLUMNS if c in rows]
-    keys = ["attacker", "defender", "attack", "attack_loss", "backend", "n", "eps"]
+    keys = [c for c in ("attacker", "defender", "attack", "attack_loss", "backend", "n", "precision", "eps")
+            if c in rows]
     return rows[columns].sort_values(keys).reset_index(drop=True)
 
 
@@ -131,7 +132,7 @@ def attack_pivot(long: pd.DataFrame, mode: str, order: list[str] | None = None) 
     if long.empty:
         return pd.DataFrame()
     index = (["attacker"] if mode == "blackbox" else []) + ["defender", "attack"]
-    index += _varying(long, ["attack_loss", "backend", "n"])
+    index += _varying(long, ["attack_loss", "backend", "n", "precision"])
     wide = long.pivot_table(index=index, columns="eps", values="accuracy", aggfunc="first").reset_index()
     rank = {m: i for i, m in enumerate(order or [])}
     keys = [c for c in ("attacker", "defender") if c in wide]

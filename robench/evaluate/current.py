@@ -1,0 +1,61 @@
+"""Which stored attack rows describe the zoo as it is now: one row per cell.
+
+``attacks.csv`` keeps every row it is given. A row's key holds the attacker's and the
+defender's weight hashes, so a member retrained to new weights (``robench train zoo
+--force``; on CUDA a rerun rarely gives the same bits) gets new rows beside its old
+ones, and the old ones stay. Validity flags and reports must not read both: a table
+would show whichever comes first, and a claim would count the member twice. So they
+read :func:`current_attack_rows`:
+
+* a row whose attacker or defender is a zoo member that has other weights now (its
+  hash differs from the member's card) is superseded and left out. Rows of members that
+  are no longer in the zoo are kept, since nothing says their weights changed;
+* of rows that are the same cell up to the hashes, the last stored (the newest run) is
+  kept, which settles the case where no cards are at hand.
+
+A cell stored in two precisions (bf16 and fp32) is two cells: ``precision`` is a key
+column, and flags and reports keep the precisions apart. Rows written before that column
+existed (blank there) were fp32 and count as such.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import pandas as pd
+
+HASH_COLUMNS = {"attacker": "attacker_sha256", "defender": "defender_sha256"}
+
+
+def current_attack_rows(rows: pd.DataFrame, key_columns: Sequence[str],
+                        hashes: Mapping[str, str]) -> tuple[pd.DataFrame, str]:
+    """``rows`` (one per stored attack cell, in stored order) without superseded ones, and
+    a sentence saying what was left out ("" when nothing was).
+
+    ``key_columns``: the store's key; ``hashes``: member name → sha256 of its weights now
+    (empty when no zoo cards are at hand).
+    """
+    if rows.empty:
+        return rows, ""
+    if "precision" in rows:
+        rows = rows.assign(precision=rows["precision"].replace("", "fp32").fillna("fp32"))
+    retrained = pd.Series(False, index=rows.index)
+    changed_members: set[str] = set()
+    for member, column in HASH_COLUMNS.items():
+        if member in rows and column in rows:
+            now = rows[member].map(dict(hashes))  # NaN for members not in the zoo
+            changed = now.notna() & (rows[column] != now)
+            changed_members |= set(rows.loc[changed, member])
+            retrained |= changed
+    kept = rows[~retrained]
+    cell = [c for c in (*key_columns, "experiment") if c in kept and c not in HASH_COLUMNS.values()]
+    kept = kept[~kept.duplicated(subset=cell, keep="last")]
+    older = len(rows) - int(retrained.sum()) - len(kept)
+    parts = []
+    if changed_members:
+        parts.append(f"{int(retrained.sum())} rows computed on earlier weights of "
+                     f"{', '.join(sorted(changed_members))}")
+    if older:
+        parts.append(f"{older} rows of cells computed again later")
+    note = f"Left out of attacks.csv: {' and '.join(parts)}." if parts else ""
+    return kept.reset_index(drop=True), note
