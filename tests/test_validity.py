@@ -125,6 +125,6 @@ def test_current_rows_one_per_cell_on_the_zoo_weights():
     kept, note = current_attack_rows(rows, KEY_COLUMNS, {"ce-s0": "new", "ce-s1": "a"})
     assert sorted(kept["correct"]) == ["3", "4", "5"]
     assert set(kept["precision"]) == {"fp32", "bf16"}
-    assert note == ("Left out of attacks.csv: 1 rows computed on earlier weights of ce-s0 and "
-                    "1 rows of cells computed again later.")
+    assert note == ("Left out of attacks.csv: 1 row computed on earlier weights of ce-s0 and "
+                    "1 row of cells computed again later.")
     assert current_attack_rows(rows.iloc[[2, 3]], KEY_COLUMNS, {})[1] == ""

@@ -39,23 +39,32 @@ def current_attack_rows(rows: pd.DataFrame, key_columns: Sequence[str],
         return rows, ""
     if "precision" in rows:
         rows = rows.assign(precision=rows["precision"].replace("", "fp32").fillna("fp32"))
-    retrained = pd.Series(False, index=rows.index)
-    changed_members: set[str] = set()
-    for member, column in HASH_COLUMNS.items():
-        if member in rows and column in rows:
-            now = rows[member].map(dict(hashes))  # NaN for members not in the zoo
-            changed = now.notna() & (rows[column] != now)
-            changed_members |= set(rows.loc[changed, member])
-            retrained |= changed
-    kept = rows[~retrained]
+    earlier, changed = _on_earlier_weights(rows, hashes)
+    kept = rows[~earlier]
     cell = [c for c in (*key_columns, "experiment") if c in kept and c not in HASH_COLUMNS.values()]
     kept = kept[~kept.duplicated(subset=cell, keep="last")]
-    older = len(rows) - int(retrained.sum()) - len(kept)
     parts = []
-    if changed_members:
-        parts.append(f"{int(retrained.sum())} rows computed on earlier weights of "
-                     f"{', '.join(sorted(changed_members))}")
+    if changed:
+        parts.append(f"{_rows(int(earlier.sum()))} computed on earlier weights of {', '.join(sorted(changed))}")
+    older = len(rows) - int(earlier.sum()) - len(kept)
     if older:
-        parts.append(f"{older} rows of cells computed again later")
+        parts.append(f"{_rows(older)} of cells computed again later")
     note = f"Left out of attacks.csv: {' and '.join(parts)}." if parts else ""
     return kept.reset_index(drop=True), note
+
+
+def _on_earlier_weights(rows: pd.DataFrame, hashes: Mapping[str, str]) -> tuple[pd.Series, set[str]]:
+    """Which rows name a zoo member with a hash other than its weights' now, and those members."""
+    mask = pd.Series(False, index=rows.index)
+    members: set[str] = set()
+    for role, column in HASH_COLUMNS.items():
+        if role in rows and column in rows:
+            now = rows[role].map(dict(hashes))  # NaN for members not in the zoo
+            changed = now.notna() & (rows[column] != now)
+            members |= set(rows.loc[changed, role])
+            mask |= changed
+    return mask, members
+
+
+def _rows(count: int) -> str:
+    return f"{count} row" if count == 1 else f"{count} rows"
