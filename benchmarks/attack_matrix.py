@@ -33,8 +33,10 @@ frozen (as robench's own peer backend does) so they compute no weight gradients.
 implementation is warmed up on a small slice first. Agreement: the correct counts per
 (attacker, defender, attack, ε) of each peer are compared with robench's
 (``agreement``). robench's attacks run bf16 on CUDA (precision ``auto``); there robench
-is also timed in fp32 (``robench_fp32``, compared in ``agreement_fp32``); the peers
-always run fp32. The IFGSM image-steps robench executed come from the attacks'
+is also timed in fp32 (``robench_fp32``, compared in ``agreement_fp32``) and in bf16
+with its single-input-channel convolutions as GEMMs (``robench_im2col``,
+``robench.models.im2col``, compared with robench's default bf16 counts in
+``agreement_im2col``); the peers always run fp32. The IFGSM image-steps robench executed come from the attacks'
 ``last_sweep_image_steps``.
 
 Run: ``python3 -m benchmarks attacks --out attacks.json [--quick] [--device cuda]``.
@@ -43,6 +45,7 @@ Run: ``python3 -m benchmarks attacks --out attacks.json [--quick] [--device cuda
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import tempfile
 from contextlib import contextmanager, nullcontext
@@ -145,6 +148,17 @@ def _counted_image_steps() -> Iterator[dict[str, int]]:
         yield record
     finally:
         attack_runner.create_attack = original
+
+
+@contextmanager
+def _im2col_convs() -> Iterator[None]:
+    """The attack engine's members with ``with_fast_kernels(..., im2col_convs=True)``."""
+    original = attack_runner.with_fast_kernels
+    attack_runner.with_fast_kernels = functools.partial(original, im2col_convs=True)
+    try:
+        yield
+    finally:
+        attack_runner.with_fast_kernels = original
 
 
 def run_robench(dataset, members, eps, chunk, device, precision: str = "auto",
@@ -311,13 +325,14 @@ def run(device: torch.device, models: int = 8, samples: int = 256, eps=None, tra
     dataset = build_dataset(samples, members, device, chunk)
     warm = _narrow(dataset, min(samples, warmup_samples))
     warm_eps = [e for e in eps if e > 0][:1] or eps[:1]  # one attacked ε: every kernel runs
-    variants = {"robench": "auto"}
+    variants = {"robench": ("auto", False)}  # label: (precision, im2col convolutions)
     if device.type == "cuda":
-        variants["robench_fp32"] = "fp32"
+        variants.update(robench_fp32=("fp32", False), robench_im2col=("auto", True))
     results: dict[str, dict[str, Any]] = {}
-    for label, precision in variants.items():
-        run_robench(warm, members, warm_eps, chunk, device, precision, mode)
-        results[label] = run_robench(dataset, members, eps, chunk, device, precision, mode)
+    for label, (precision, im2col) in variants.items():
+        with _im2col_convs() if im2col else nullcontext():
+            run_robench(warm, members, warm_eps, chunk, device, precision, mode)
+            results[label] = run_robench(dataset, members, eps, chunk, device, precision, mode)
     for peer in PEERS:
         run_peer(peer, warm, members, warm_eps, chunk, device, mode)
         results[peer] = run_peer(peer, dataset, members, eps, chunk, device, mode)
@@ -342,6 +357,11 @@ def run(device: torch.device, models: int = 8, samples: int = 256, eps=None, tra
                               for peer in PEERS})
         out["agreement_fp32"] = {peer: agreement(results["robench_fp32"]["counts"], results[peer]["counts"])
                                  for peer in PEERS}
+    if "robench_im2col" in results:
+        out["ratios"].update({f"{peer}/robench_im2col": ratio(out[peer]["wall_s"], out["robench_im2col"]["wall_s"])
+                              for peer in PEERS})
+        out["agreement_im2col"] = {"robench": agreement(results["robench"]["counts"],
+                                                        results["robench_im2col"]["counts"])}
     return out
 
 
@@ -351,7 +371,7 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
     shape = f"{m}x{m} matrix" if result["mode"] == "blackbox" else f"{m} white-box runs"
     lines = [f"{result['mode']}: {shape}, N={result['samples']}, "
              f"{len(result['eps'])} eps, robench precision {result['robench_precision']}"]
-    for label in ("robench", "robench_fp32", "torchattacks", "art"):
+    for label in ("robench", "robench_fp32", "robench_im2col", "torchattacks", "art"):
         if label in result:
             r = result[label]
             rate, equiv = r["ifgsm_image_steps_per_s"] or 0, r["ifgsm_per_eps_equivalent_image_steps_per_s"] or 0
@@ -360,7 +380,7 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
                          f"{rate:,.0f}/s executed, {equiv:,.0f}/s per-eps equivalent)")
     for key, value in result["ratios"].items():
         lines.append(f"  {key}: {value:.2f}x" if value else f"  {key}: n/a")
-    for key in ("agreement", "agreement_fp32"):
+    for key in ("agreement", "agreement_fp32", "agreement_im2col"):
         for peer, a in result.get(key, {}).items():
             lines.append(f"  {key} {peer}: identical={a['identical']} ({a['differing']}/{a['cells']} cells differ)")
     return lines

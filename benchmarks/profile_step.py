@@ -1,7 +1,7 @@
 """Profile of robench's attack input-gradient step: which kernels a step spends its time in.
 
 ``python3 -m benchmarks.profile_step [--device cuda] [--arch mnist-cnn] [--batch 2048]
-[--precision auto] [--steps 10] [--shapes]`` builds the architecture (random weights: the
+[--precision auto] [--steps 10] [--shapes] [--graph] [--first-conv cudnn]`` builds the architecture (random weights: the
 cost does not depend on them) as the attack engine runs it (``with_fast_kernels``), runs
 warm-up steps, then profiles ``--steps`` calls of the attack's input gradient (forward
 under the attack's precision, fp32 loss, backward to the input only) and prints the
@@ -19,11 +19,18 @@ On CUDA a host time close to the wall time means the step is bound by launching 
 kernels, not by the GPU's work; on a CPU the two are equal. ``--graph`` (CUDA only) also
 times that engine step captured once as a CUDA graph and replayed: what the step costs
 without any launch overhead.
+
+``--first-conv`` picks how the first convolution (one input channel) runs in the profiled
+model: ``cudnn`` (the engine's default: cuDNN, channels_last like the rest),
+``cudnn-nchw`` (cuDNN with that layer's weight in NCHW, so cuDNN picks its NCHW kernels)
+or ``im2col`` (:mod:`robench.models.im2col`: one GEMM under autocast). On CUDA the input
+gradient is also timed with each of the three, one line each.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 from typing import Callable
 
@@ -36,6 +43,7 @@ from robench.device import PRECISION_CHOICES, resolve_device, resolve_precision
 from robench.models import create_model
 from robench.models.fast import with_fast_kernels
 
+FIRST_CONV_CHOICES = ("cudnn", "cudnn-nchw", "im2col")
 SHAPES = {"mnist-cnn": (MNIST_SHAPE, MNIST_MEAN, MNIST_STD), "wrn-28-2": (CIFAR_SHAPE, CIFAR_MEAN, CIFAR_STD)}
 
 
@@ -49,16 +57,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rows", type=int, default=20, help="rows of the profiler table")
     p.add_argument("--shapes", action="store_true", help="one table row per operator and input shapes")
     p.add_argument("--graph", action="store_true", help="also time the engine step replayed as a CUDA graph")
+    p.add_argument("--first-conv", default="cudnn", choices=FIRST_CONV_CHOICES,
+                   help="how the profiled model's first convolution runs")
     args = p.parse_args(argv)
     device = resolve_device(args.device)
     if args.graph and device.type != "cuda":
         p.error("--graph needs a CUDA device")
     shape, mean, std = SHAPES[args.arch]
     torch.manual_seed(0)
-    model = create_model(args.arch, 10, "linear", mean, std).to(device).eval()
+    stock = create_model(args.arch, 10, "linear", mean, std).to(device).eval()
     if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-    model = with_fast_kernels(model)
+        stock.to(memory_format=torch.channels_last)
+    variants = {name: _first_conv_variant(stock, name) for name in FIRST_CONV_CHOICES}
+    model = variants[args.first_conv]
     x = torch.rand(args.batch, *shape, device=device)  # (B, C, H, W)
     y = torch.randint(0, 10, (args.batch,), device=device)  # (B,)
     attack = create_attack("ifgsm", precision=args.precision)
@@ -90,11 +101,27 @@ def main(argv: list[str] | None = None) -> None:
           f"{wall * 1e3:.2f} ms per step (host {host * 1e3:.2f} ms), {wall / args.batch * 1e6:.2f} us per image")
     print(f"engine IFGSM step (gradient sign, step, clamp): {engine_wall * 1e3:.2f} ms per step "
           f"(host {engine_host * 1e3:.2f} ms)")
+    if device.type == "cuda":
+        for name, variant in variants.items():
+            variant_wall, _ = _timed(lambda count: [attack._grad_sign(variant, x, y) for _ in range(count)],
+                                     args.steps, device)
+            print(f"input gradient, first convolution {name}: {variant_wall * 1e3:.2f} ms per step")
     if args.graph:
         replay = _captured(engine_steps, device)
         graph_wall, graph_host = _timed(lambda count: [replay() for _ in range(count)], args.steps, device)
         print(f"engine IFGSM step replayed as a CUDA graph: {graph_wall * 1e3:.2f} ms per step "
               f"(host {graph_host * 1e3:.2f} ms)")
+
+
+def _first_conv_variant(stock: torch.nn.Module, name: str) -> torch.nn.Module:
+    """``stock`` as the attack engine runs it (``with_fast_kernels``), its first
+    convolution run as ``name`` says (one of FIRST_CONV_CHOICES)."""
+    if name == "cudnn-nchw":
+        stock = copy.deepcopy(stock)
+        first = next(m for m in stock.modules() if isinstance(m, torch.nn.Conv2d))
+        # NCHW strides (with one input channel .contiguous() keeps the channels_last ones)
+        first.weight = torch.nn.Parameter(first.weight.detach().clone(memory_format=torch.contiguous_format))
+    return with_fast_kernels(stock, im2col_convs=name == "im2col")
 
 
 def _captured(run: Callable[[int], None], device: torch.device) -> Callable[[], None]:

@@ -9,9 +9,9 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NoReturn, Sequence
 
-from robench.device import PRECISION_CHOICES, set_compile_training, set_default_precision
+from robench.device import PRECISION_CHOICES, set_compile_training, set_default_precision, use_ieee_fp32
 from robench.errors import UserError
 
 log = logging.getLogger("robench")
@@ -66,10 +66,19 @@ def cmd_train_zoo(args: argparse.Namespace) -> None:
     _emit(format_zoo_table(cards))
 
 
+def _known_dataset(name: str) -> None:
+    """A UserError listing the registered datasets unless ``name`` is one."""
+    from robench.data import DATASETS
+
+    DATASETS.get(name)
+
+
 def cmd_zoo_list(args: argparse.Namespace) -> None:
     from robench.zoo import list_members
     from robench.zoo_table import format_zoo_table
 
+    if args.dataset:
+        _known_dataset(args.dataset)
     cards = list_members(args.zoo_dir, args.dataset)
     _emit(format_zoo_table(cards) if cards else f"no trained members under {args.zoo_dir}")
 
@@ -123,6 +132,7 @@ def cmd_experiment(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from robench.report import write_report
 
+    _known_dataset(args.dataset)
     results_dir = args.results_dir or Path("reports") / args.dataset / "results"
     out = args.out or Path("reports") / args.dataset
     index = write_report(args.dataset, results_dir, args.zoo_dir, out, args.matrix_eps, args.data_root)
@@ -156,8 +166,15 @@ def _positive_float(value: str) -> float:
 
 # --- parser ---------------------------------------------------------------------------
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a usage error as one line (``robench attack: error: ...``), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="robench", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="robench", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -197,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--defenders", type=_csv, help="comma-separated members (default: the whole zoo)")
     at.add_argument("--attack-loss", default="ce", help="ce | cw | model (default ce, the paper's)")
     at.add_argument("--backend", default="native", help="native | torchattacks | art")
-    at.add_argument("--steps", type=_int_at_least(0), help="IFGSM steps (default: Kurakin's rule)")
+    at.add_argument("--steps", type=_int_at_least(1), help="IFGSM steps (default: Kurakin's rule; FGSM is one step)")
     at.add_argument("--step-size", type=_positive_float, help="IFGSM step size (default 1/255)")
     at.add_argument("--num-samples", type=_int_at_least(0), default=0, help="first N test samples (default: all)")
     at.add_argument("--batch-size", type=_int_at_least(1), default=0,
@@ -238,11 +255,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(message)s")
     func: Callable[[argparse.Namespace], None] = args.func
     try:
+        use_ieee_fp32()
         set_default_precision(getattr(args, "precision", "auto"))
         set_compile_training(getattr(args, "compile", False))
         func(args)
     except UserError as exc:
         sys.stderr.write(f"robench: error: {exc}\n")
+        return 2
+    except (NotADirectoryError, IsADirectoryError, FileExistsError, PermissionError) as exc:
+        sys.stderr.write(f"robench: error: {exc.strerror}: {exc.filename}; check the folder and file paths given\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("robench: interrupted; re-run the same command to resume\n")

@@ -60,6 +60,14 @@ def autocast(precision: str, device: torch.device) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16", cache_enabled=False)
 
 
+def use_ieee_fp32() -> None:
+    """Make fp32 mean IEEE fp32 on CUDA: PyTorch runs fp32 cuDNN convolutions in TF32 by
+    default (10-bit mantissa products), so an "fp32" attack or defender pass would not be
+    one. The CLI calls this once; bf16 autocast work is unaffected."""
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+
+
 _compile_training = False
 
 

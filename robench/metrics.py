@@ -11,7 +11,7 @@ from torch import nn
 @torch.no_grad()
 def predict(
     model: nn.Module,
-    images: torch.Tensor,  # (N, C, H, W) uint8 or float in [0, 1]
+    images: torch.Tensor,  # (N, C, H, W) uint8
     to_float: Callable[[torch.Tensor], torch.Tensor],
     batch_size: int = 1024,
 ) -> torch.Tensor:  # (N,) int64 predicted classes

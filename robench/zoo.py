@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -137,15 +138,23 @@ def save_member(folder: Path, model: nn.Module, card: dict[str, Any]) -> dict[st
     return card
 
 
+CARD_KEYS = ("name", "architecture", "num_classes", "head", "mean", "std", "loss", "seed", "weights_sha256")
+
+
 def read_card(folder: Path) -> dict[str, Any]:
-    """A member's card; missing or corrupt cards are UserErrors naming the file."""
+    """A member's card; missing, corrupt or incomplete cards are UserErrors naming the file."""
     path = Path(folder) / CARD
     if not path.exists():
         raise UserError(f"no zoo member at {folder} ({CARD} missing); train it with `robench train zoo`")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        card = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path} is corrupt: {exc}") from None
+    absent = [k for k in CARD_KEYS if k not in card] if isinstance(card, dict) else list(CARD_KEYS)
+    if absent:
+        raise UserError(f"{path} is incomplete (no {', '.join(absent)}); retrain the member with "
+                        "`robench train zoo --force`")
+    return card
 
 
 def is_trained(folder: Path) -> bool:
@@ -169,7 +178,11 @@ def load(folder: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, d
     model = create_model(card["architecture"], card["num_classes"], card["head"],
                          tuple(card["mean"]), tuple(card["std"]))
     try:
-        model.load_state_dict(load_file(str(weights)))
+        state = load_file(str(weights))
+    except (SafetensorError, OSError) as exc:
+        raise UserError(f"{weights} is not a readable safetensors file ({exc}); retrain the member") from None
+    try:
+        model.load_state_dict(state)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise UserError(f"{weights} does not fit architecture {card['architecture']!r}: {first}") from None

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything that needs a GPU, in one run: the CUDA-only tests, the benchmarks (JSON), the
 # Fashion-MNIST quick pipeline whose report is committed under reports/fashion-mnist, and
-# a kernel profile of the attack's input-gradient step.
+# kernel profiles of the attack's input-gradient step (cuDNN's first convolution and the
+# im2col GEMM of robench.models.im2col).
 #
 # Usage: OUT=/some/dir DATA_ROOT=data bash scripts/gpu_check.sh
 #   OUT        where logs, benchmark JSON and the report archive go (default /tmp/robench-gpu)
@@ -45,5 +46,7 @@ for precision in bf16 fp32; do
     timeout 60 python3 -m benchmarks.profile_step --device cuda --batch 2048 --precision "$precision" --shapes --graph \
         --rows 40 >> "$OUT/attack-step-profile.txt" 2>&1
 done
-grep -E "ms per step" "$OUT/attack-step-profile.txt"
+timeout 60 python3 -m benchmarks.profile_step --device cuda --batch 2048 --precision bf16 --shapes --rows 40 \
+    --first-conv im2col >> "$OUT/attack-step-profile-im2col.txt" 2>&1
+grep -E "ms per step" "$OUT/attack-step-profile.txt" "$OUT/attack-step-profile-im2col.txt"
 stamp "done"

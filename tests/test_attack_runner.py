@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -122,6 +123,8 @@ def test_parse_eps():
         (["--attacks", "pgd"], "unknown attack 'pgd'"),
         (["--attack-loss", "mse"], "unknown attack loss 'mse'"),
         (["--backend", "foolbox"], "unknown attack backend 'foolbox'"),
+        (["--steps", "0"], "--steps"),
+        (["--attacks", "fgsm", "--steps", "5"], "--steps/--step-size set IFGSM's schedule"),
     ],
 )
 def test_cli_user_errors(digits_zoo, tmp_path, args, message):
@@ -133,6 +136,40 @@ def test_cli_user_errors(digits_zoo, tmp_path, args, message):
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_schedule_overrides_reach_ifgsm_only(digits_zoo, tmp_path):
+    plan = AttackPlan("whitebox", eps=(0.0, 0.1), defenders=("ce-s0",), num_samples=20, steps=3, step_size=0.02)
+    rows, _ = run_attacks("digits", plan, digits_zoo, tmp_path, "cpu")
+    schedules = {(r["attack"], r["eps"]): (r["steps"], r["step_size"]) for r in rows if r["experiment"] == "whitebox"}
+    assert schedules == {("fgsm", 0.0): (1, 0.0), ("fgsm", 0.1): (1, 0.1),
+                         ("ifgsm", 0.0): (3, 0.02), ("ifgsm", 0.1): (3, 0.02)}
+
+
+def test_attack_loss_model_runs_on_the_members_training_loss(digits_zoo, tmp_path):
+    plan = AttackPlan("whitebox", attacks=("fgsm",), eps=(0.0, 0.2), defenders=("1toN-zero-d1-s0", "ce-s0"),
+                      attack_loss="model", num_samples=40)
+    rows, _ = run_attacks("digits", plan, digits_zoo, tmp_path, "cpu")
+    swept = [r for r in rows if r["experiment"] == "whitebox"]
+    assert {(r["defender"], r["eps"]) for r in swept} == {(d, e) for d in plan.defenders for e in plan.eps}
+    assert all(r["attack_loss"] == "model" and r["coupled_batch"] == 40 for r in rows)  # the whole 40-image chunk
+    assert all(r["correct"] <= r["clean_correct"] for r in swept if r["eps"] > 0)
+    assert any(r["correct"] < r["clean_correct"] for r in swept if r["eps"] > 0)
+    # the loss couples the samples of a chunk, so another chunk size is another cell
+    halves, flags = run_attacks("digits", dataclasses.replace(plan, chunk_size=20), digits_zoo, tmp_path, "cpu")
+    assert {(r["defender"], r["eps"]) for r in halves if r["experiment"] == "whitebox"} == {
+        (r["defender"], r["eps"]) for r in swept}
+    assert all(r["coupled_batch"] == 20 for r in halves)
+    assert any("(batch 20)" in f["scope"] for f in flags) and any("(batch 40)" in f["scope"] for f in flags)
+
+
+def test_a_whitebox_cell_at_eps_1_does_not_stand_in_for_the_sanity_cell(digits_zoo, tmp_path):
+    """A white-box IFGSM cell at ε = 1 on ≤ 256 samples has every key field of the sanity
+    cell but its experiment: both are stored, and the sanity flag is computed."""
+    plan = AttackPlan("whitebox", attacks=("ifgsm",), eps=(0.0, 1.0), defenders=("ce-s0",), num_samples=16)
+    rows, flags = run_attacks("digits", plan, digits_zoo, tmp_path, "cpu")
+    assert sorted(r["experiment"] for r in rows if r["eps"] == 1.0) == ["sanity", "whitebox"]
+    assert "large_eps_to_chance" in {f["flag"] for f in flags}
 
 
 def test_empty_zoo_is_a_user_error(tmp_path):

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["--threads", "1", "--models", "3", "--samples", "6", "--eps", "0,0.05", "--train-steps", "5",
@@ -107,3 +108,33 @@ def test_profile_step_graph_needs_cuda(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--device", "cpu", "--graph"])
     assert exit_info.value.code == 2 and "--graph needs a CUDA device" in capsys.readouterr().err
+
+
+def test_profile_step_first_conv_variants_leave_the_stock_model_alone():
+    from benchmarks.profile_step import _first_conv_variant
+    from robench.models import create_model
+    from robench.models.im2col import Im2colConv2d
+
+    stock = create_model("mnist-cnn", 10, "linear", (0.13,), (0.31,)).to(memory_format=torch.channels_last)
+    first = stock.features[0]
+    firsts = {name: _first_conv_variant(stock, name).features[0] for name in ("cudnn", "cudnn-nchw", "im2col")}
+    assert type(firsts["cudnn"]) is torch.nn.Conv2d and firsts["cudnn"].weight is first.weight
+    assert type(firsts["im2col"]) is Im2colConv2d and firsts["im2col"].conv.weight is first.weight
+    nchw = firsts["cudnn-nchw"].weight
+    assert nchw.stride() == (25, 25, 5, 1) and torch.equal(nchw, first.weight)
+    assert first.weight.stride() == (25, 1, 5, 1)  # the stock weight stays channels_last
+
+
+def test_attack_benchmark_im2col_variant_patches_the_engine_only_inside():
+    from benchmarks.attack_matrix import _im2col_convs
+    from robench.evaluate import attack_runner
+    from robench.evaluate.members import LoadedMember
+    from robench.models import create_model
+    from robench.models.im2col import Im2colConv2d
+
+    member = LoadedMember("m", create_model("mnist-cnn", 10, "linear", (0.13,), (0.31,)), {})
+    with _im2col_convs():
+        (inside,) = attack_runner._fast_members([member])
+    (outside,) = attack_runner._fast_members([member])
+    assert type(inside.model.features[0]) is Im2colConv2d
+    assert type(outside.model.features[0]) is torch.nn.Conv2d

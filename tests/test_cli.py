@@ -51,6 +51,52 @@ def test_user_errors_exit_2_with_one_line(args, message, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["report", "--dataset", "nope"], "unknown dataset 'nope'; valid: "),
+        (["zoo", "list", "--dataset", "nope"], "unknown dataset 'nope'; valid: "),
+        (["zoo", "list", "--zoo-dir", "a-file"], "Not a directory: a-file"),
+        (["report", "--dataset", "digits", "--out", "a-file"], "Not a directory: a-file"),
+        (["attack", "--whitebox", "--dataset", "digits", "--steps", "0"], "--steps: expected an integer >= 1"),
+    ],
+)
+def test_path_and_option_errors_exit_2_with_one_line(args, message, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    result = _robench(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def _copied_member(digits_zoo, tmp_path):
+    import shutil
+
+    zoo = tmp_path / "zoo"
+    shutil.copytree(digits_zoo / "digits" / "ce-s0", zoo / "digits" / "ce-s0")
+    return zoo, zoo / "digits" / "ce-s0"
+
+
+def test_incomplete_card_and_unreadable_weights_exit_2(digits_zoo, tmp_path):
+    import hashlib
+    import json
+
+    zoo, member = _copied_member(digits_zoo, tmp_path)
+    attack = ("attack", "--whitebox", "--dataset", "digits", "--zoo-dir", str(zoo), "--num-samples", "4",
+              "--results-dir", str(tmp_path / "results"))
+    card = json.loads((member / "card.json").read_text())
+    (member / "card.json").write_text(json.dumps({k: v for k, v in card.items() if k != "architecture"}))
+    result = _robench(*attack)
+    assert result.returncode == 2 and "incomplete (no architecture)" in result.stderr, result.stderr
+    garbage = b"\xff" * 64  # not safetensors, but the card names its hash
+    (member / "weights.safetensors").write_bytes(garbage)
+    card["weights_sha256"] = hashlib.sha256(garbage).hexdigest()
+    (member / "card.json").write_text(json.dumps(card))
+    result = _robench(*attack)
+    assert result.returncode == 2 and "not a readable safetensors file" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_zoo_list_shows_members(digits_zoo):
     result = _robench("zoo", "list", "--dataset", "digits", "--zoo-dir", str(digits_zoo))
     assert result.returncode == 0, result.stderr
@@ -75,18 +121,19 @@ def test_precision_and_compile_options_set_the_process_defaults(monkeypatch):
 
     monkeypatch.setattr(device, "_default_precision", "auto")
     monkeypatch.setattr(device, "_compile_training", False)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)  # PyTorch's default
     seen = {}
 
     def fake_train_zoo(*args, **kwargs):
         seen.update(precision=device.resolve_precision("auto", torch.device("cpu")),
-                    compiled=device.compile_training())
+                    compiled=device.compile_training(), tf32=torch.backends.cudnn.allow_tf32)
         return []
 
     monkeypatch.setattr(members, "train_zoo", fake_train_zoo)
     assert cli.main(["train", "zoo", "--dataset", "digits", "--precision", "bf16", "--compile"]) == 0
-    assert seen == {"precision": "bf16", "compiled": True}
+    assert seen == {"precision": "bf16", "compiled": True, "tf32": False}  # fp32 convolutions are IEEE fp32
     assert cli.main(["train", "zoo", "--dataset", "digits"]) == 0
-    assert seen == {"precision": "fp32", "compiled": False}  # auto on the CPU
+    assert seen == {"precision": "fp32", "compiled": False, "tf32": False}  # auto on the CPU
     with pytest.raises(SystemExit) as exit_info:  # --compile is a training option only
         cli.build_parser().parse_args(["attack", "--whitebox", "--dataset", "digits", "--compile"])
     assert exit_info.value.code == 2

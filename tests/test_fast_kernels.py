@@ -9,6 +9,7 @@ from torch import nn
 
 from robench.models import create_model
 from robench.models.fast import MaxPool2x2, max_pool2x2, with_fast_kernels
+from robench.models.im2col import Im2colConv2d, conv2d_im2col, is_single_channel_conv
 from robench.models.small_cnn import SmallCNN
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -177,3 +178,77 @@ def test_cuda_pool_equals_stock_on_tied_channels_last_tensors(dtype):
     ref_out, ref_grad = _pool_and_grad(lambda t: F.max_pool2d(t, 2), x, grad_out)
     # equal values; a −0.0 gradient may come back as +0.0 (see robench.models.triton_pool)
     assert torch.equal(out, ref_out) and torch.equal(grad, ref_grad)
+
+
+# ---- single-input-channel convolutions as a GEMM (robench.models.im2col) ------------------
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("in_channels, kernel, padding, bias", [(1, 5, 2, False), (1, 3, 0, True), (3, 3, 1, True)])
+def test_conv2d_im2col_equals_conv2d_forward_and_input_gradient(dtype, in_channels, kernel, padding, bias):
+    gen = torch.Generator().manual_seed(in_channels * 10 + kernel)
+    x = torch.rand(3, in_channels, 9, 7, generator=gen, dtype=dtype)
+    weight = torch.randn(6, in_channels, kernel, kernel, generator=gen, dtype=dtype)
+    b = torch.randn(6, generator=gen, dtype=dtype) if bias else None
+    out, grad = _conv_and_grad(lambda t: conv2d_im2col(t, weight, b, (padding, padding)), x)
+    ref_out, ref_grad = _conv_and_grad(lambda t: F.conv2d(t, weight, b, padding=padding), x)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    assert out.shape == ref_out.shape and out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, ref_out, rtol=tol, atol=tol)
+    torch.testing.assert_close(grad, ref_grad, rtol=tol, atol=tol)
+
+
+def _conv_and_grad(conv, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    xg = x.clone().requires_grad_(True)
+    out = conv(xg)
+    grad_out = torch.linspace(-1, 1, out.numel(), dtype=x.dtype).view(out.shape)
+    (grad,) = torch.autograd.grad(out, xg, grad_out)
+    return out.detach(), grad
+
+
+def test_only_plain_single_channel_convs_are_computed_as_a_gemm():
+    assert is_single_channel_conv(nn.Conv2d(1, 4, 5, padding=2))
+    others = [nn.Conv2d(3, 4, 3), nn.Conv2d(1, 4, 3, stride=2), nn.Conv2d(1, 4, 3, dilation=2),
+              nn.Conv2d(1, 4, 3, padding="same"), nn.Conv2d(1, 4, 3, padding=1, padding_mode="reflect")]
+    assert not any(is_single_channel_conv(conv) for conv in others)
+
+
+def test_im2col_convs_are_opt_in_and_keep_the_stock_numbers_outside_cuda_autocast():
+    torch.manual_seed(0)
+    model = SmallCNN(10, 28, mean=(0.13,), std=(0.31,)).eval()
+    assert type(with_fast_kernels(model).features[0]) is nn.Conv2d
+    fast = with_fast_kernels(model, im2col_convs=True)
+    first = fast.features[0]
+    assert type(first) is Im2colConv2d and first.conv.weight is model.features[0].weight
+    assert all(a is b for a, b in zip(fast.parameters(), model.parameters()))
+    x = torch.rand(8, 1, 28, 28)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # not CUDA: the stock convolution
+        assert torch.equal(first(x), model.features[0](x))
+    with torch.no_grad():
+        assert torch.equal(fast(x), model(x))
+
+
+@CUDA
+def test_im2col_first_conv_on_cuda_matches_cudnn():
+    """fp32: the stock convolution, bit for bit. bf16: logits within bf16 rounding of the
+    stock model's, and the input-gradient signs an attack steps by nearly all the same."""
+    torch.manual_seed(0)
+    model = create_model("mnist-cnn", 10, "linear", (0.13,), (0.31,)).cuda().eval()
+    model.to(memory_format=torch.channels_last)
+    pools_only, fast = with_fast_kernels(model), with_fast_kernels(model, im2col_convs=True)
+    x = torch.rand(256, 1, 28, 28, device="cuda")
+    y = torch.randint(0, 10, (256,), device="cuda")
+    for precision in ("fp32", "bf16"):
+        logits, grads = [], []
+        for m in (pools_only, fast):
+            xg = x.clone().requires_grad_(True)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                out = m(xg).float()
+            grads.append(torch.autograd.grad(F.cross_entropy(out, y, reduction="sum"), xg)[0])
+            logits.append(out.detach())
+        if precision == "fp32":
+            assert torch.equal(logits[0], logits[1]) and torch.equal(grads[0], grads[1])
+            continue
+        scale = logits[0].abs().max()
+        assert (logits[0] - logits[1]).abs().max() <= 0.05 * scale
+        moving = grads[0].abs() > 1e-3 * grads[0].abs().max()
+        agree = (grads[0].sign() == grads[1].sign())[moving].float().mean()
+        assert agree >= 0.99, f"gradient signs agree on {agree:.4f} of the moving pixels"

@@ -15,6 +15,7 @@ import pytest
 import torch
 from scipy import stats as scipy_stats
 
+from robench.attacks import create_attack
 from robench.models import create_model
 from robench.report import write_report
 from robench.report.claims import CONTRADICTED, INCONCLUSIVE, SUPPORTED, verdict
@@ -62,10 +63,11 @@ def _correct(clean: float, rate: float, eps: float) -> int:
 
 def _attack_row(experiment, attacker, defender, attack, eps, correct, attacker_seed, hashes) -> dict:
     loss, bound, delta, head, seed, clean = MEMBERS[defender]
+    steps, step_size = create_attack(attack).schedule(eps)
     return {
         "experiment": experiment, "dataset": DATASET, "attacker": attacker, "defender": defender,
-        "attack": attack, "attack_loss": "ce", "backend": "native", "eps": eps, "steps": 1,
-        "step_size": eps, "n": N, "correct": correct, "accuracy": correct / N,
+        "attack": attack, "attack_loss": "ce", "backend": "native", "eps": eps, "steps": steps,
+        "step_size": step_size, "n": N, "correct": correct, "accuracy": correct / N,
         "clean_correct": round(N * clean), "clean_accuracy": round(N * clean) / N, "repeat": 0,
         "num_classes": 10, "defender_loss": loss, "defender_bound": bound, "defender_delta": delta,
         "defender_head": head, "attacker_loss": "ce", "attacker_seed": attacker_seed, "defender_seed": seed,
@@ -280,6 +282,41 @@ def test_claims_verdicts_follow_the_intervals(report):
         assert claims.loc[key, "reason"].startswith("no data")
 
 
+def _matrix_row(attacker, defender, attack, eps, accuracy) -> dict:
+    seed = int(attacker[-1]), int(defender[-1])
+    return {"experiment": "blackbox", "attacker": attacker, "defender": defender, "attack": attack, "eps": eps,
+            "accuracy": accuracy, "attacker_loss": "ce", "defender_loss": defender.split("-")[0],
+            "attacker_seed": seed[0], "defender_seed": seed[1]}
+
+
+def test_black_box_claims_count_only_attackers_of_a_seed_no_defender_uses():
+    """A matrix in which ce-s0 attacks its seed-0 siblings: its transfer hits them harder
+    than the ce-s1 reference, so counting it would turn claims 3a and 3b against them."""
+    from robench.report.build import figure_attacker
+    from robench.report.claims import attack_sample, independent_ce_attackers
+
+    defenders = ("ce-s0", "ce-s1", "hinge-s0", "1toN-s0")
+    eps_grid = (0.1, 0.2, 0.3)
+    under_ce_s1 = {"ce-s0": 0.50, "hinge-s0": 0.60, "1toN-s0": 0.70}
+    under_ce_s0 = {"ce-s1": 0.50, "hinge-s0": 0.20, "1toN-s0": 0.25}  # same-seed siblings fall
+    rows = []
+    for attacker, table_ in (("ce-s1", under_ce_s1), ("ce-s0", under_ce_s0)):
+        for i, eps in enumerate(eps_grid):
+            for defender in defenders:
+                if defender in table_:
+                    rows.append(_matrix_row(attacker, defender, "fgsm", eps, table_[defender] - 0.01 * i * (i + 1)))
+    frame = pd.DataFrame(rows)
+    frame.loc[frame["defender"] == "ce-s0", "accuracy"] = [0.50, 0.49, 0.46]  # the reference, not on a line
+    assert independent_ce_attackers(frame) == ["ce-s1"] and figure_attacker(frame) == "ce-s1"
+    for claim, member in (("3a", "hinge-s0"), ("3b", "1toN-s0")):
+        sample = attack_sample(claim, frame, DATASET)
+        attacked = frame[frame["attacker"] == "ce-s1"].set_index("eps")
+        expected = (attacked[attacked["defender"] == member]["accuracy"]
+                    - attacked[attacked["defender"] == "ce-s0"]["accuracy"]).tolist()
+        assert sample.values == pytest.approx(expected), claim
+        assert min(sample.values) > 0, claim
+
+
 def test_verdict_rules():
     assert verdict(5, 0.01, 0.2) == (SUPPORTED, "95 % CI entirely above 0")
     assert verdict(5, -0.2, -0.01)[0] == CONTRADICTED
@@ -453,3 +490,58 @@ def test_two_precisions_are_kept_apart(tmp_path, zoo_dir):
     claims_now = pd.read_csv(tmp_path / "out" / "tables" / "claims.csv")
     claims_clean = pd.read_csv(_clean_report(tmp_path / "clean", zoo_dir) / "tables" / "claims.csv")
     pd.testing.assert_frame_equal(claims_now, claims_clean)  # the fp32 rows (more of them) decide
+
+
+def test_runs_with_another_schedule_are_kept_apart(tmp_path, zoo_dir):
+    """IFGSM run again with --steps 1 --step-size 0.01: its rows are table rows of their own
+    (the schedule column says which); figures and claims use Kurakin's default schedule."""
+    rows = attack_rows(zoo_hashes(zoo_dir))
+    custom = [{**r, "steps": 1, "step_size": 0.01, "correct": N, "accuracy": 1.0}
+              for r in rows if r["experiment"] == "whitebox" and r["attack"] == "ifgsm"]
+    make_results(tmp_path / "results", zoo_dir)
+    _write_csv(tmp_path / "results" / "attacks.csv", rows + custom)
+    index = write_report(DATASET, tmp_path / "results", zoo_dir, tmp_path / "out", margins=False)
+    long = pd.read_csv(tmp_path / "out" / "tables" / "whitebox.csv")
+    assert len(long) == 3 * 2 * 3 + len(custom)
+    assert set(long.loc[long["schedule"] == "steps 1, step 0.01", "accuracy"]) == {1.0}
+    assert set(long["schedule"]) == {"default", "steps 1, step 0.01"}
+    assert "schedule" in (tmp_path / "out" / "tables" / "whitebox.md").read_text()
+    claims_now = pd.read_csv(tmp_path / "out" / "tables" / "claims.csv")
+    claims_clean = pd.read_csv(_clean_report(tmp_path / "clean", zoo_dir) / "tables" / "claims.csv")
+    pd.testing.assert_frame_equal(claims_now, claims_clean)
+    assert "per attack the default schedule" in index.read_text()
+
+
+def test_rows_of_another_dataset_are_left_out(tmp_path, zoo_dir):
+    rows = attack_rows(zoo_hashes(zoo_dir))
+    foreign = [{**r, "dataset": "mnist", "correct": 0, "accuracy": 0.0} for r in rows]
+    make_results(tmp_path / "results", zoo_dir)
+    _write_csv(tmp_path / "results" / "attacks.csv", rows + foreign)
+    index = write_report(DATASET, tmp_path / "results", zoo_dir, tmp_path / "out", margins=False)
+    long = pd.read_csv(tmp_path / "out" / "tables" / "whitebox.csv")
+    assert len(long) == 3 * 2 * 3 and 0.0 not in set(long["accuracy"])
+    assert f"attacks.csv: {len(foreign)} rows of other datasets (mnist) were left out." in index.read_text()
+
+
+def test_schedule_labels():
+    from robench.evaluate.schedule import schedule_label
+
+    assert schedule_label("ifgsm", 0.3, 80, 1 / 255) == "default"  # ⌊min(76.5 + 4, 95.6)⌋ = 80
+    assert schedule_label("ifgsm", 0.3, 10, 1 / 255) == "steps 10, step default"
+    assert schedule_label("ifgsm", 0.1, 29, 0.01) == "steps default, step 0.01"
+    assert schedule_label("ifgsm", 0.0, 0, 1 / 255) == "default"
+    assert schedule_label("fgsm", 0.1, 1, 0.1) == "default"
+    assert schedule_label("fgsm", 0.1, 1, 0.2) == "steps default, step 0.2"
+    assert schedule_label("ifgsm", 0.1, float("nan"), float("nan")) == "default"
+
+
+def test_noise_runs_stopped_by_the_epoch_cap_are_said():
+    from robench.report.build import stop_reason_notes
+
+    rows = pd.DataFrame(experiment_rows("noise", NOISE))
+    rows["stop_reason"] = ["train_accuracy" if s == 0.0 else "epoch_cap" for s in rows["setting"]]
+    how, capped = stop_reason_notes(rows, "noise")
+    assert how == "How the runs stopped, per rate: 0: train_accuracy 9; 0.8: epoch_cap 9."
+    assert capped.startswith("9 of 18 runs reached the epoch cap before 80 % noisy-training accuracy")
+    assert stop_reason_notes(rows[rows["setting"] == 0.0], "noise") == [
+        "How the runs stopped, per rate: 0: train_accuracy 9."]

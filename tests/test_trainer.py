@@ -74,6 +74,38 @@ def test_killed_run_resumes_to_the_same_weights(digits, tmp_path, monkeypatch):
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
 
 
+def test_run_killed_between_a_checkpoints_tensors_and_its_json_resumes(digits, tmp_path, monkeypatch):
+    """The third epoch's tensors are on disk but its JSON is not: the run resumes from the
+    second epoch's checkpoint (still whole) and ends on the uninterrupted run's weights."""
+    import robench.train.checkpoint as checkpoint
+
+    loss = create_loss(LossSpec("ce"))
+    reference = _model()
+    train_model(reference, loss, _train_split(digits), digits.to_float, SPEC, seed=4)
+    real_write = checkpoint.atomic_write_json
+    calls = {"n": 0}
+
+    def dying_write(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "atomic_write_json", dying_write)
+    monkeypatch.setattr(trainer, "CHECKPOINT_SECONDS", 0.0)
+    with pytest.raises(KeyboardInterrupt):
+        train_model(_model(), loss, _train_split(digits), digits.to_float, SPEC, 4, tmp_path, "fp")
+    monkeypatch.setattr(checkpoint, "atomic_write_json", real_write)
+    assert json.loads((tmp_path / "checkpoint.json").read_text())["epoch"] == 2
+    assert len(list(tmp_path.glob("checkpoint*.safetensors"))) == 2  # epoch 2's and the unnamed epoch 3's
+
+    resumed_model = _model(seed=99)
+    resumed = train_model(resumed_model, loss, _train_split(digits), digits.to_float, SPEC, 4, tmp_path, "fp")
+    assert resumed.epochs == 3
+    _assert_same(_weights(resumed_model), _weights(reference))
+    assert len(list(tmp_path.glob("checkpoint*.safetensors"))) == 1  # older tensor files are removed
+
+
 def test_checkpoint_of_another_configuration_is_refused(digits, tmp_path):
     from robench.errors import UserError
 

@@ -96,6 +96,39 @@ def test_precisions_are_judged_apart():
         f["scope"].replace("/native", "/native bf16") for f in alone}
 
 
+def _scheduled(rows, steps=None):
+    """``rows`` with the (steps, step size) their attack resolves to, IFGSM's steps
+    overridden by ``steps``."""
+    from robench.attacks import create_attack
+
+    out = []
+    for r in rows:
+        n_steps, size = create_attack(r["attack"]).schedule(r["eps"])
+        if steps is not None and r["attack"] == "ifgsm":
+            n_steps = steps
+        out.append({**r, "steps": n_steps, "step_size": size})
+    return out
+
+
+def test_schedules_are_judged_apart():
+    """A one-step IFGSM run stored beside the default one: its higher counts are no rise in
+    ε, and a stronger 200-step run does not hide the default run's IFGSM above FGSM."""
+    default = _scheduled(_sound_rows())
+    one_step = [{**r, "correct": 89} for r in _scheduled(_sound_rows(), steps=1)
+                if r["attack"] == "ifgsm" and r["experiment"] != "sanity" and r["eps"] > 0]
+    flags = compute_flags(default + one_step)
+    assert all(f["passed"] for f in flags if f["flag"] == "monotone_in_eps")
+    assert any("(steps 1, step default)" in f["scope"] for f in flags)
+
+    weak = [{**r, "correct": 70} if (r["attack"], r["eps"], r["attacker"]) == ("ifgsm", 0.2, "a")
+            and r["experiment"] == "whitebox" else r for r in default]  # IFGSM 70 > FGSM 40
+    strong = [{**r, "correct": 1} for r in _scheduled(_sound_rows(), steps=200)
+              if (r["attack"], r["eps"], r["attacker"], r["experiment"]) == ("ifgsm", 0.2, "a", "whitebox")]
+    verdicts = {f["scope"]: f["passed"] for f in compute_flags(weak + strong) if f["flag"] == "ifgsm_not_above_fgsm"}
+    assert verdicts["ce/native a eps 0.2"] is False
+    assert verdicts["ce/native (steps 200, step default) a eps 0.2"] is True
+
+
 def test_rows_without_a_precision_are_fp32():
     rows = _sound_rows()  # files written before the precision column
     assert compute_flags(rows) == compute_flags([{**r, "precision": "fp32"} for r in rows])

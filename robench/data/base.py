@@ -67,7 +67,9 @@ class Dataset:
     split_hash: str  # sha256 hex of name, labels and a pixel fingerprint
 
     def to_float(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 pixels (..., C, H, W) -> float32 in [0, 1]."""
+        """uint8 pixels (..., C, H, W) -> float32 in [0, 1] (a new tensor; ``x`` is left alone)."""
+        if x.dtype != torch.uint8:  # a float tensor would be divided again, in place
+            raise TypeError(f"to_float takes uint8 pixels, got {x.dtype}")
         return x.to(torch.float32).div_(self.pixel_max)
 
     def to(self, device: torch.device | str) -> "Dataset":

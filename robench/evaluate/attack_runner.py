@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from robench.attacks import create_attack
 from robench.attacks.backends import backend_names, craft
-from robench.attacks.base import check_eps
+from robench.attacks.base import ATTACKS, GradientSignAttack, check_eps
 from robench.device import resolve_precision
 from robench.errors import UserError
 from robench.evaluate.current import current_attack_rows
@@ -42,8 +42,8 @@ ATTACK_RESULTS = "attacks.csv"
 FLAG_RESULTS = "flags.csv"
 SANITY_SAMPLES = 256
 FLUSH_SECONDS = 30.0  # finished rows are written at least this often (see _PendingRows)
-KEY_COLUMNS = ("attacker", "attacker_sha256", "defender", "defender_sha256", "attack", "attack_loss",
-               "backend", "eps", "steps", "step_size", "n", "precision")
+KEY_COLUMNS = ("experiment", "attacker", "attacker_sha256", "defender", "defender_sha256", "attack", "attack_loss",
+               "backend", "eps", "steps", "step_size", "n", "precision", "coupled_batch", "split_hash")
 EPS_GRIDS = {
     "digits": tuple(round(0.05 * i, 2) for i in range(7)),
     "mnist": tuple(round(0.05 * i, 2) for i in range(7)),
@@ -130,6 +130,8 @@ def _row(plan, dataset, attacker, defender, attack, eps, n, correct, clean) -> d
         "step_size": step_size,
         "n": n,
         "precision": _precision(plan, attacker),
+        # how many samples an attack loss that couples them (``model``) couples at once; blank otherwise
+        "coupled_batch": min(plan.chunk_size, n) if attack.loss.couples_batch else "",
         "correct": correct,
         "accuracy": correct / n,
         "clean_correct": clean,
@@ -207,6 +209,26 @@ def _model_loss(plan: AttackPlan, attacker: LoadedMember):
     return create_loss(loss_spec_of(attacker.card)) if plan.attack_loss == "model" else None
 
 
+def _iterative(name: str) -> bool:
+    return not ATTACKS.get(name).single_step
+
+
+def _check_schedule_overrides(plan: AttackPlan) -> None:
+    """``--steps`` / ``--step-size`` set the iterative attacks' schedule; a plan of
+    single-step attacks only (FGSM: one step of ε) has none to set."""
+    if (plan.steps is not None or plan.step_size is not None) and not any(_iterative(a) for a in plan.attacks):
+        raise UserError("--steps/--step-size set IFGSM's schedule; add ifgsm to --attacks "
+                        "(fgsm is one step of size eps)")
+
+
+def _attack_for(plan: AttackPlan, name: str, attacker: LoadedMember) -> GradientSignAttack:
+    """The plan's attack ``name`` against ``attacker`` (its training loss for attack loss
+    ``model``); the schedule overrides go to iterative attacks only."""
+    steps, step_size = (plan.steps, plan.step_size) if _iterative(name) else (None, None)
+    return create_attack(name, plan.attack_loss, steps, step_size, _model_loss(plan, attacker),
+                         max(plan.chunk_size, 1), plan.precision)
+
+
 def _fast_members(members: list[LoadedMember]) -> list[LoadedMember]:
     """``members`` whose models compute max-pools with the bit-exact faster kernels of
     :mod:`robench.models.fast`: same parameters, same outputs and input gradients."""
@@ -224,14 +246,13 @@ def run_attack_plan(plan: AttackPlan, dataset, members: list[LoadedMember], stor
     n = len(y_all)
     if not plan.chunk_size:
         plan = dataclasses.replace(plan, chunk_size=DEFAULT_CHUNK.get(y_all.device.type, 1024))
+    _check_schedule_overrides(plan)
     pairs = _pairs(plan, _fast_members(members))
-    attacks = {name: create_attack(name, plan.attack_loss, plan.steps, plan.step_size,
-                                   batch_size=max(plan.chunk_size, 1), precision=plan.precision)
-               for name in plan.attacks}
     done = set() if plan.force else store.done_keys()
     todo = []
     for attacker, defenders in pairs:
-        for name, attack in attacks.items():
+        for name in plan.attacks:
+            attack = _attack_for(plan, name, attacker)
             probe = [_row(plan, dataset, attacker, d, attack, e, n, 0, 0) for e in eps_values for d in defenders]
             if any(store.key_of(r) not in done for r in probe):
                 todo.append((attacker, defenders, name))
@@ -241,8 +262,7 @@ def run_attack_plan(plan: AttackPlan, dataset, members: list[LoadedMember], stor
     with tqdm(total=len(todo) * chunks, desc=f"{plan.mode} {dataset.name}", unit="batch", disable=None) as bar, \
             _PendingRows(store) as pending:
         for attacker, defenders, name in todo:
-            attack = create_attack(name, plan.attack_loss, plan.steps, plan.step_size,
-                                   _model_loss(plan, attacker), max(plan.chunk_size, 1), plan.precision)
+            attack = _attack_for(plan, name, attacker)
             bar.set_postfix(attacker=attacker.name, attack=name)
             try:
                 block = _attack_cell_block(plan, dataset, attacker, defenders, attack, eps_values, x_all, y_all,

@@ -10,8 +10,9 @@ read :func:`current_attack_rows`:
 * a row whose attacker or defender is a zoo member that has other weights now (its
   hash differs from the member's card) is superseded and left out. Rows of members that
   are no longer in the zoo are kept, since nothing says their weights changed;
-* of rows that are the same cell up to the hashes, the last stored (the newest run) is
-  kept, which settles the case where no cards are at hand.
+* of rows that are the same cell up to the hashes (the members' weights and the test
+  split's ``split_hash``), the last stored (the newest run) is kept, which settles the
+  case where no cards are at hand and a test set that changed under the same weights.
 
 A cell stored in two precisions (bf16 and fp32) is two cells: ``precision`` is a key
 column, and flags and reports keep the precisions apart. Rows written before that column
@@ -25,6 +26,7 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 HASH_COLUMNS = {"attacker": "attacker_sha256", "defender": "defender_sha256"}
+SPLIT_HASH = "split_hash"
 
 
 def current_attack_rows(rows: pd.DataFrame, key_columns: Sequence[str],
@@ -41,7 +43,8 @@ def current_attack_rows(rows: pd.DataFrame, key_columns: Sequence[str],
         rows = rows.assign(precision=rows["precision"].replace("", "fp32").fillna("fp32"))
     earlier, changed = _on_earlier_weights(rows, hashes)
     kept = rows[~earlier]
-    cell = [c for c in (*key_columns, "experiment") if c in kept and c not in HASH_COLUMNS.values()]
+    hashes_of_a_run = {*HASH_COLUMNS.values(), SPLIT_HASH}
+    cell = [c for c in (*key_columns, "experiment") if c in kept and c not in hashes_of_a_run]
     kept = kept[~kept.duplicated(subset=cell, keep="last")]
     parts = []
     if changed:

@@ -11,8 +11,11 @@ gradient masking or a bug. docs/flags.md explains each one and what to do about 
 - ``large_eps_to_chance``: white-box IFGSM at ε = 1 (covers the pixel range) drives
   accuracy to chance (1/K) or below, within three binomial standard errors.
 
-Rows are compared only with rows of the same attack loss, backend, sample count and
-precision (bf16 and fp32 runs of a cell are judged apart); callers pass one row per cell
+Rows are compared only with rows of the same attack loss, backend, sample count,
+precision, step schedule and coupled batch (bf16 and fp32 runs of a cell, a run with
+``--steps`` / ``--step-size`` beside a default one
+(:func:`robench.evaluate.schedule.schedule_label`), and ``model``-loss runs on different
+chunks are judged apart); callers pass one row per cell
 (:func:`robench.evaluate.current.current_attack_rows`).
 """
 
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from robench.evaluate.results import write_csv
+from robench.evaluate.schedule import DEFAULT_SCHEDULE, schedule_label
 
 FLAGS = ("monotone_in_eps", "eps0_is_clean", "ifgsm_not_above_fgsm",
          "whitebox_not_above_transfer", "large_eps_to_chance")
@@ -37,9 +41,16 @@ def _typed(row: dict[str, Any]) -> dict[str, Any]:
     out["eps"] = float(row["eps"])
     for key in ("correct", "clean_correct", "n", "num_classes"):
         out[key] = int(float(row[key]))
+    out["coupled_batch"] = str(row.get("coupled_batch") or "")
+    out["schedule"] = schedule_label(row["attack"], out["eps"], _number(row.get("steps")),
+                                     _number(row.get("step_size")))
     out["accuracy"] = out["correct"] / out["n"]  # flags judge the counts themselves
     out["clean_accuracy"] = out["clean_correct"] / out["n"]
     return out
+
+
+def _number(value: Any) -> float:
+    return float(value) if value not in (None, "") else math.nan
 
 
 def _flag(name: str, passed: bool, scope: str, detail: str) -> dict[str, Any]:
@@ -50,60 +61,72 @@ def _monotone(rows) -> list[dict]:
     groups = defaultdict(list)
     for r in rows:
         groups[(r["attacker"], r["defender"], r["attack"], r["attack_loss"], r["backend"], r["n"],
-                r["precision"])].append(r)
+                r["precision"], r["schedule"], r["coupled_batch"])].append(r)
     flags = []
-    for (att, dfd, attack, loss, backend, _, precision), group in sorted(groups.items()):
+    for (att, dfd, attack, loss, backend, _, precision, schedule, batch), group in sorted(groups.items()):
         group.sort(key=lambda r: r["eps"])
         rises = [(a, b) for a, b in zip(group, group[1:]) if b["correct"] > a["correct"]]
         detail = "; ".join(f"eps {a['eps']:.4g}: {a['accuracy']:.4f} -> eps {b['eps']:.4g}: {b['accuracy']:.4f}"
                            for a, b in rises) or f"{len(group)} eps values"
-        flags.append(_flag("monotone_in_eps", not rises, f"{attack}/{loss}/{backend}{_tag(precision)} {att} -> {dfd}",
-                           detail))
+        flags.append(_flag("monotone_in_eps", not rises,
+                           f"{attack}/{loss}/{backend}{_tag(precision, schedule, batch)} {att} -> {dfd}", detail))
     return flags
 
 
 def _eps0(rows) -> list[dict]:
     return [
         _flag("eps0_is_clean", r["correct"] == r["clean_correct"],
-              f"{r['attack']}/{r['attack_loss']}/{r['backend']}{_tag(r['precision'])} {r['attacker']} -> {r['defender']}",
+              f"{r['attack']}/{r['attack_loss']}/{r['backend']}{_tags(r)} {r['attacker']} -> {r['defender']}",
               f"eps 0 accuracy {r['accuracy']:.4f}, clean {r['clean_accuracy']:.4f}")
         for r in rows if r["eps"] == 0
     ]
 
 
-def _cell(r: dict[str, Any], attack: str) -> tuple:
-    """What a white-box row is compared on: defender, ``attack``, loss, backend, ε, n, precision."""
-    return (r["defender"], attack, r["attack_loss"], r["backend"], r["eps"], r["n"], r["precision"])
+def _cell(r: dict[str, Any], attack: str, schedule: str) -> tuple:
+    """What a white-box row is compared on: defender, ``attack``, loss, backend, ε, n,
+    precision, ``schedule`` and coupled batch."""
+    return (r["defender"], attack, r["attack_loss"], r["backend"], r["eps"], r["n"], r["precision"], schedule,
+            r["coupled_batch"])
 
 
-def _tag(precision: str) -> str:
-    """`` bf16`` in a flag's scope; nothing for fp32 (the CPU's and the peers' precision)."""
-    return "" if precision == "fp32" else f" {precision}"
+def _tag(precision: str, schedule: str = DEFAULT_SCHEDULE, batch: str = "") -> str:
+    """`` bf16``, `` (steps 20, step default)`` and `` (batch 256)`` in a flag's scope;
+    nothing for fp32 (the CPU's and the peers' precision), the default schedule and an
+    attack loss that couples no samples."""
+    text = "" if precision == "fp32" else f" {precision}"
+    text += "" if schedule == DEFAULT_SCHEDULE else f" ({schedule})"
+    return text + (f" (batch {batch})" if batch else "")
+
+
+def _tags(r: dict[str, Any]) -> str:
+    return _tag(r["precision"], r["schedule"], r["coupled_batch"])
 
 
 def _ifgsm_vs_fgsm(whitebox) -> list[dict]:
-    index = {_cell(r, r["attack"]): r for r in whitebox}
+    """Each IFGSM row (any schedule) against the default FGSM row of its cell."""
+    index = {_cell(r, r["attack"], r["schedule"]): r for r in whitebox}
     flags = []
     for key, it in sorted(index.items()):
-        dfd, attack, loss, backend, eps, _, precision = key
-        fg = index.get(_cell(it, "fgsm"))
+        dfd, attack, loss, backend, eps, _, precision, schedule, batch = key
+        fg = index.get(_cell(it, "fgsm", DEFAULT_SCHEDULE))
         if attack != "ifgsm" or fg is None or eps == 0:
             continue
         flags.append(_flag("ifgsm_not_above_fgsm", it["correct"] <= fg["correct"],
-                           f"{loss}/{backend}{_tag(precision)} {dfd} eps {eps:.4g}",
+                           f"{loss}/{backend}{_tag(precision, schedule, batch)} {dfd} eps {eps:.4g}",
                            f"ifgsm {it['accuracy']:.4f}, fgsm {fg['accuracy']:.4f}"))
     return flags
 
 
 def _whitebox_vs_transfer(whitebox, transfer) -> list[dict]:
-    index = {_cell(r, r["attack"]): r for r in whitebox}
+    """Each transfer row against the white-box row of the same cell and schedule."""
+    index = {_cell(r, r["attack"], r["schedule"]): r for r in whitebox}
     flags = []
     for t in transfer:
-        wb = index.get(_cell(t, t["attack"]))
+        wb = index.get(_cell(t, t["attack"], t["schedule"]))
         if wb is None or t["eps"] == 0:
             continue
         flags.append(_flag("whitebox_not_above_transfer", wb["correct"] <= t["correct"],
-                           f"{t['attack']}/{t['attack_loss']}/{t['backend']}{_tag(t['precision'])} "
+                           f"{t['attack']}/{t['attack_loss']}/{t['backend']}{_tags(t)} "
                            f"{t['attacker']} -> {t['defender']} eps {t['eps']:.4g}",
                            f"white-box {wb['accuracy']:.4f}, transfer {t['accuracy']:.4f}"))
     return flags
@@ -118,7 +141,7 @@ def chance_bound(num_classes: int, n: int) -> float:
 def _chance(sanity) -> list[dict]:
     return [
         _flag("large_eps_to_chance", r["accuracy"] <= chance_bound(r["num_classes"], r["n"]),
-              f"{r['attack']}/{r['attack_loss']}/{r['backend']}{_tag(r['precision'])} {r['defender']} eps {r['eps']:.4g}",
+              f"{r['attack']}/{r['attack_loss']}/{r['backend']}{_tags(r)} {r['defender']} eps {r['eps']:.4g}",
               f"accuracy {r['accuracy']:.4f}, chance bound {chance_bound(r['num_classes'], r['n']):.4f}")
         for r in sanity
     ]

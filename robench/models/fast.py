@@ -29,7 +29,9 @@ fused Triton kernels of :mod:`robench.models.triton_pool` on CUDA (see
 max-pool) moves after it, so it runs on a quarter of the values: max and ReLU commute
 exactly (ReLU is monotone), and so do their gradients — where the window's maximum z is > 0 both orders route the gradient to the
 first element equal to z, and where z ≤ 0 both give 0 (the stock order routes it to an
-element the ReLU zeroes, the swapped order's ReLU zeroes it first).
+element the ReLU zeroes, the swapped order's ReLU zeroes it first). On request it also
+computes single-input-channel convolutions as one GEMM under CUDA autocast
+(:mod:`robench.models.im2col`; equal up to rounding, so not bit-exact, and opt-in).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robench.models import triton_pool
+from robench.models.im2col import Im2colConv2d, is_single_channel_conv
 
 _KERNEL = ([2, 2], [2, 2], [0, 0], [1, 1], False)  # kernel, stride, padding, dilation, ceil_mode
 
@@ -141,14 +144,28 @@ def _replace_pools(parent: nn.Module) -> None:
             parent._modules[name] = MaxPool2x2()
 
 
-def with_fast_kernels(model: nn.Module) -> nn.Module:
-    """``model`` itself if it has no plain ``nn.MaxPool2d(2)``, else a copy sharing its
-    parameters and buffers that computes them with :class:`MaxPool2x2` (and a ReLU right
-    before one after it): the same outputs and input gradients, bit for bit."""
-    if not any(_is_plain_2x2_pool(m) for m in model.modules()):
+def _replace_single_channel_convs(parent: nn.Module) -> None:
+    for name, child in list(parent._modules.items()):
+        if child is not None and is_single_channel_conv(child):
+            parent._modules[name] = Im2colConv2d(child)
+
+
+def with_fast_kernels(model: nn.Module, im2col_convs: bool = False) -> nn.Module:
+    """``model`` itself if it has nothing to replace, else a copy sharing its parameters
+    and buffers that computes every plain ``nn.MaxPool2d(2)`` with :class:`MaxPool2x2`
+    (and a ReLU right before one after it): the same outputs and input gradients, bit
+    for bit. ``im2col_convs`` also wraps every single-input-channel ``nn.Conv2d`` in
+    :class:`~robench.models.im2col.Im2colConv2d` (a GEMM under CUDA autocast, equal up to
+    rounding; the stock convolution otherwise)."""
+    def wanted(m: nn.Module) -> bool:
+        return _is_plain_2x2_pool(m) or (im2col_convs and is_single_channel_conv(m))
+
+    if not any(wanted(m) for m in model.modules()):
         return model
     shared = {id(t): t for t in itertools.chain(model.parameters(), model.buffers())}
     clone = copy.deepcopy(model, shared)
     for parent in list(clone.modules()):
         _replace_pools(parent)
+        if im2col_convs:
+            _replace_single_channel_convs(parent)
     return clone

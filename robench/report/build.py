@@ -201,7 +201,26 @@ def experiment_section(ctx: Context, experiment: str) -> Section:
     section.tables.append(TableView(experiment, f"{experiment}: mean, 95 % CI, paired difference to ce", shown,
                                     "member − ce: mean over the repeats both have of the per-repeat difference, "
                                     "with its paired t-interval.", collapsed=len(shown) > COLLAPSE_ROWS))
+    section.notes.extend(stop_reason_notes(rows, experiment))
     return section
+
+
+def stop_reason_notes(rows: pd.DataFrame, experiment: str) -> list[str]:
+    """How the runs of each setting stopped, and for the noise experiment how many never
+    reached the protocol's stop point (80 % noisy-training accuracy) before the epoch cap."""
+    if "stop_reason" not in rows:
+        return []
+    name = "fraction" if experiment == "generalization" else "rate"
+    counts = rows.groupby("setting", sort=True)["stop_reason"].value_counts().sort_index()
+    per_setting = "; ".join(
+        f"{setting:g}: " + ", ".join(f"{reason} {count}" for (_, reason), count in group.items())
+        for setting, group in counts.groupby(level=0))
+    notes = [f"How the runs stopped, per {name}: {per_setting}."]
+    capped = rows["stop_reason"] == "epoch_cap"
+    if experiment == "noise" and capped.any():
+        notes.append(f"{int(capped.sum())} of {len(rows)} runs reached the epoch cap before 80 % noisy-training "
+                     "accuracy; their test accuracy is read at the cap, not at the protocol's stop point.")
+    return notes
 
 
 # ---------------------------------------------------------------- attacks
@@ -209,15 +228,11 @@ def experiment_section(ctx: Context, experiment: str) -> Section:
 def figure_attacker(blackbox: pd.DataFrame) -> str:
     """The attacker shown in the black-box figure: a CE attacker whose seed no defender
     uses (PROTOCOL.md), else the first CE attacker, else the first attacker, by name."""
-    ce = blackbox[blackbox["attacker_loss"] == "ce"] if "attacker_loss" in blackbox else blackbox
-    pool = ce if not ce.empty else blackbox
-    names = sorted(pool["attacker"].unique())
-    if "attacker_seed" in pool and "defender_seed" in pool:
-        for name in names:
-            others = set(blackbox.loc[blackbox["defender"] != name, "defender_seed"])
-            if pool.loc[pool["attacker"] == name, "attacker_seed"].iloc[0] not in others:
-                return name
-    return names[0]
+    independent = claims_mod.independent_ce_attackers(blackbox)
+    if independent:
+        return independent[0]
+    ce = blackbox[blackbox["attacker_loss"] == "ce"]
+    return sorted((ce if not ce.empty else blackbox)["attacker"].unique())[0]
 
 
 ATTACK_TITLES = {"blackbox": "Black-box (transfer) attacks: accuracy vs ε (paper Figs. 6–8)",
@@ -260,20 +275,18 @@ def matrix_section(ctx: Context) -> Section:
     if long.empty:
         section.notes.append(_missing(ctx.run["matrix"], "attacker × defender matrix (black-box results from one attacker at most)"))
         return section
-    tab.write_table(ctx.tables_dir, "matrix", long, tab.matrix_markdown(long))
+    members = ctx.order(set(long["defender"]) | set(long["attacker"]))
+    tab.write_table(ctx.tables_dir, "matrix", long, tab.matrix_markdown(long, members))
     eps = tab.middle_eps(long) if ctx.matrix_eps is None else tab.nearest_eps(long, ctx.matrix_eps)
     if ctx.matrix_eps is not None and abs(eps - ctx.matrix_eps) > 1e-12:
         section.notes.append(f"ε = {ctx.matrix_eps:g} is not on the grid; showing the nearest, ε = {tab.fmt_eps(eps)}.")
-    members = ctx.order(set(long["defender"]) | set(long["attacker"]))
     fig = figs.matrix_figure(long, eps, members)
     section.figures.append(figs.save_figure(
         fig, ctx.figures_dir, "matrix",
         f"Accuracy of each defender (columns) under attacks crafted on each attacker (rows) at ε = {tab.fmt_eps(eps)}; "
         "the diagonal is white-box."))
     for attack in sorted(long["attack"].unique()):
-        wide = tab.matrix_pivot(long, attack, eps)
-        wide = wide.reindex(index=[m for m in members if m in wide.index],
-                            columns=[m for m in members if m in wide.columns])
+        wide = tab.matrix_pivot(long, attack, eps, members)
         shown = tab.display(wide.reset_index().rename(columns={"attacker": "attacker \\ defender"}))
         section.tables.append(TableView(f"matrix-{attack}", f"{attack} at ε = {tab.fmt_eps(eps)}", shown))
     section.paragraphs.append("`tables/matrix.md` holds the matrix at every ε of the grid.")
@@ -289,7 +302,8 @@ CHOICES = (
     "robench: RMSProp with TensorFlow 1.15 semantics; unit-norm last layer for 1-to-N; δ values chosen on the "
     "validation split; IFGSM α = 1/255 with Kurakin's step rule; ε grids; attacker = CE of another seed; "
     "minimum optimizer steps on tiny subsets; the 80 % training-accuracy stop rule for noisy labels; "
-    "5 repeats with paired comparisons and 95 % t-intervals; the digits dataset and quick presets.",
+    "repeats paired by subset or noisy set (5 in the paper preset, 3 in quick) and 95 % t-intervals; "
+    "the digits dataset and quick presets.",
     "Details: PROTOCOL.md and the README (which choice is the paper's and which is ours, with the reasons).",
 )
 

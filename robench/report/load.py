@@ -21,6 +21,7 @@ import pandas as pd
 from robench.errors import UserError
 from robench.evaluate.attack_runner import ATTACK_RESULTS, FLAG_RESULTS, KEY_COLUMNS
 from robench.evaluate.current import current_attack_rows
+from robench.evaluate.schedule import DEFAULT_SCHEDULE, schedule_label
 from robench.evaluate.validity import SANITY
 from robench.zoo import list_members
 
@@ -85,10 +86,11 @@ def _read_optional(path: Path, floats, ints, problems: list[str]) -> pd.DataFram
 
 
 def load_attacks(path: Path, problems: list[str], hashes: dict[str, str] | None = None,
-                 notes: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(sweep rows, sanity rows) of ``attacks.csv``, one per cell on the weights of
-    ``hashes`` (member name → sha256 of the zoo's weights; what was left out goes to
-    ``notes``)."""
+                 notes: list[str] | None = None, dataset: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(sweep rows, sanity rows) of ``attacks.csv`` (of ``dataset`` only, when given),
+    one per cell on the weights of ``hashes`` (member name → sha256 of the zoo's
+    weights); what was left out goes to ``notes``."""
+    notes = notes if notes is not None else []
     frame = _read_optional(path, ATTACK_FLOATS, ATTACK_INTS, problems)
     absent = [c for c in REQUIRED_ATTACK_COLUMNS if c not in frame]
     if frame.empty or absent:
@@ -98,14 +100,35 @@ def load_attacks(path: Path, problems: list[str], hashes: dict[str, str] | None 
     if "experiment" not in frame:
         frame["experiment"] = ["whitebox" if a == d else "blackbox"
                                for a, d in zip(frame["attacker"], frame["defender"])]
-    for column, default in (("attack_loss", "ce"), ("backend", "native"), ("precision", "fp32")):
+    defaults = (("attack_loss", "ce"), ("backend", "native"), ("precision", "fp32"), ("coupled_batch", ""))
+    for column, default in defaults:
         if column not in frame:
             frame[column] = default
+    if dataset is not None:
+        frame = _of_dataset(frame, dataset, path.name, notes)
+    frame["schedule"] = [schedule_label(*row) for row in _schedule_inputs(frame)]
     frame, note = current_attack_rows(frame, KEY_COLUMNS, hashes or {})
-    if note and notes is not None:
+    if note:
         notes.append(note)
     sanity = frame["experiment"] == SANITY
     return frame[~sanity].reset_index(drop=True), frame[sanity].reset_index(drop=True)
+
+
+def _schedule_inputs(frame: pd.DataFrame):
+    nan = [math.nan] * len(frame)
+    columns = [frame[c] if c in frame else nan for c in ("eps", "steps", "step_size")]
+    return zip(frame["attack"], *columns)
+
+
+def _of_dataset(frame: pd.DataFrame, dataset: str, name: str, notes: list[str]) -> pd.DataFrame:
+    """The rows of ``frame`` whose ``dataset`` is ``dataset`` (others noted, left out)."""
+    if frame.empty or "dataset" not in frame:
+        return frame
+    other = frame["dataset"] != dataset
+    if other.any():
+        names = ", ".join(sorted(set(frame.loc[other, "dataset"])))
+        notes.append(f"{name}: {int(other.sum())} rows of other datasets ({names}) were left out.")
+    return frame[~other].reset_index(drop=True)
 
 
 def load_flags(path: Path, problems: list[str]) -> pd.DataFrame:
@@ -146,8 +169,8 @@ def load_results(dataset: str, results_dir: Path, zoo_dir: Path) -> Results:
     notes: list[str] = []
     cards = load_cards(zoo_dir, dataset, problems)
     hashes = {c["name"]: c["weights_sha256"] for c in cards if c.get("weights_sha256")}
-    attacks, sanity = load_attacks(results_dir / ATTACK_RESULTS, problems, hashes, notes)
-    experiments = {name: load_experiment(results_dir / file, problems)
+    attacks, sanity = load_attacks(results_dir / ATTACK_RESULTS, problems, hashes, notes, dataset)
+    experiments = {name: _of_dataset(load_experiment(results_dir / file, problems), dataset, file, notes)
                    for name, file in EXPERIMENT_FILES.items()}
     return Results(
         dataset=dataset,
@@ -171,18 +194,26 @@ def _preferred(values: pd.Series, preferred: str) -> str:
 def primary_attacks(attacks: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """The attack rows that figures and claims use, and a note when rows were left out.
 
-    The paper's setting is the CE attack loss and robench's native attacks; a results
-    file may also hold other attack losses, peer backends, runs on fewer samples or runs
-    in another precision. The primary rows are attack loss ``ce`` (else the most common),
-    backend ``native`` (else the most common) and, per mode (white-box / black-box), the
-    largest ``n`` and the precision with the most rows (fp32 on a tie), so no figure or
-    claim mixes bf16 and fp32 cells of a mode. Tables show every row.
+    The paper's setting is the CE attack loss, robench's native attacks and each attack's
+    own schedule; a results file may also hold other attack losses, peer backends, runs
+    with other ``--steps`` / ``--step-size``, runs on fewer samples or runs in another
+    precision. The primary rows are attack loss ``ce`` (else the most common), backend
+    ``native`` (else the most common), per attack the ``default`` schedule (else the most
+    common, :func:`robench.evaluate.schedule.schedule_label`), one ``coupled_batch`` (the
+    chunk a batch-coupling attack loss was run on; blank for ``ce``) and, per mode
+    (white-box / black-box), the largest ``n`` and the precision with the most rows (fp32
+    on a tie), so no figure or claim averages two schedules or mixes bf16 and fp32 cells
+    of a mode. Tables show every row.
     """
     if attacks.empty:
         return attacks, ""
     loss = _preferred(attacks["attack_loss"], "ce")
     backend = _preferred(attacks["backend"], "native")
     chosen = attacks[(attacks["attack_loss"] == loss) & (attacks["backend"] == backend)]
+    schedule = {attack: _preferred(rows["schedule"], DEFAULT_SCHEDULE) for attack, rows in chosen.groupby("attack")}
+    chosen = chosen[chosen["schedule"] == chosen["attack"].map(schedule)]
+    if not chosen.empty:
+        chosen = chosen[chosen["coupled_batch"] == _preferred(chosen["coupled_batch"], "")]
     largest = chosen.groupby("experiment")["n"].transform("max")
     chosen = chosen[chosen["n"] == largest]
     precision = chosen["experiment"].map(
@@ -190,9 +221,9 @@ def primary_attacks(attacks: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     chosen = chosen[chosen["precision"] == precision].reset_index(drop=True)
     note = ""
     if len(chosen) < len(attacks):
-        note = (f"Figures and claims use attack loss {loss}, backend {backend} and, per mode, the largest "
-                f"sample count and the precision with the most rows ({len(chosen)} of {len(attacks)} rows); "
-                "the tables list every row.")
+        note = (f"Figures and claims use attack loss {loss}, backend {backend}, per attack the default "
+                "schedule (else the most common) and, per mode, the largest sample count and the precision "
+                f"with the most rows ({len(chosen)} of {len(attacks)} rows); the tables list every row.")
     return chosen, note
 
 

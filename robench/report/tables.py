@@ -17,8 +17,8 @@ from robench.experiments.summary import SUMMARY_COLUMNS, summarize
 from robench.io import atomic_write_text
 
 DASH = "–"
-ATTACK_COLUMNS = ("attacker", "defender", "defender_loss", "attack", "attack_loss", "backend", "n",
-                  "precision", "eps", "accuracy", "clean_accuracy")
+ATTACK_COLUMNS = ("attacker", "defender", "defender_loss", "attack", "attack_loss", "backend", "schedule",
+                  "coupled_batch", "n", "precision", "eps", "steps", "step_size", "accuracy", "clean_accuracy")
 CARD_COLUMNS = ("member", "loss", "bound", "delta", "head", "seed", "clean_test_accuracy",
                 "val_accuracy", "epochs", "steps", "stop_reason", "num_train", "weights_sha256")
 
@@ -117,8 +117,8 @@ def attack_table(attacks: pd.DataFrame, mode: str) -> pd.DataFrame:
         return pd.DataFrame(columns=list(ATTACK_COLUMNS))
     rows = attacks[attacks["experiment"] == mode]
     columns = [c for c in ATTACK_COLUMNS if c in rows]
-    keys = [c for c in ("attacker", "defender", "attack", "attack_loss", "backend", "n", "precision", "eps")
-            if c in rows]
+    keys = [c for c in ("attacker", "defender", "attack", "attack_loss", "backend", "schedule", "coupled_batch", "n",
+                        "precision", "eps") if c in rows]
     return rows[columns].sort_values(keys).reset_index(drop=True)
 
 
@@ -132,7 +132,7 @@ def attack_pivot(long: pd.DataFrame, mode: str, order: list[str] | None = None) 
     if long.empty:
         return pd.DataFrame()
     index = (["attacker"] if mode == "blackbox" else []) + ["defender", "attack"]
-    index += _varying(long, ["attack_loss", "backend", "n", "precision"])
+    index += _varying(long, ["attack_loss", "backend", "schedule", "coupled_batch", "n", "precision"])
     wide = long.pivot_table(index=index, columns="eps", values="accuracy", aggfunc="first").reset_index()
     rank = {m: i for i, m in enumerate(order or [])}
     keys = [c for c in ("attacker", "defender") if c in wide]
@@ -163,17 +163,22 @@ def matrix_table(attacks: pd.DataFrame) -> pd.DataFrame:
     return rows.sort_values(["attack", "eps", "attacker", "defender"]).reset_index(drop=True)
 
 
-def matrix_pivot(long: pd.DataFrame, attack: str, eps: float) -> pd.DataFrame:
-    """Attacker (rows) × defender (columns) accuracy of one attack at one ε (numbers)."""
+def matrix_pivot(long: pd.DataFrame, attack: str, eps: float, members: list[str] | None = None) -> pd.DataFrame:
+    """Attacker (rows) × defender (columns) accuracy of one attack at one ε (numbers),
+    rows and columns in the order of ``members`` when given."""
     cell = long[(long["attack"] == attack) & (long["eps"] == eps)]
-    return cell.pivot_table(index="attacker", columns="defender", values="accuracy", aggfunc="first")
+    wide = cell.pivot_table(index="attacker", columns="defender", values="accuracy", aggfunc="first")
+    if members is None:
+        return wide
+    return wide.reindex(index=[m for m in members if m in wide.index],
+                        columns=[m for m in members if m in wide.columns])
 
 
-def matrix_markdown(long: pd.DataFrame) -> str:
-    """Every (attack, ε) matrix as a titled Markdown table."""
+def matrix_markdown(long: pd.DataFrame, members: list[str] | None = None) -> str:
+    """Every (attack, ε) matrix as a titled Markdown table (members in that order)."""
     blocks = []
     for (attack, eps), _ in long.groupby(["attack", "eps"], sort=True):
-        wide = matrix_pivot(long, attack, eps)
+        wide = matrix_pivot(long, attack, eps, members)
         blocks.append(f"### {attack}, ε = {fmt_eps(eps)}\n\n"
                       + to_markdown(display(wide.reset_index().rename(columns={"attacker": "attacker \\ defender"}))))
     return "\n".join(blocks) or "(no matrix)\n"

@@ -1,26 +1,30 @@
 """Per-epoch training checkpoints: safetensors for tensors, JSON for the rest.
 
 Nothing is unpickled: model and optimizer state and RNG states are tensors in a
-``.safetensors`` file; epoch, step and history are JSON. Both are written atomically,
-the JSON last, so a checkpoint is complete exactly when its JSON names its tensors'
-SHA-256.
+``.safetensors`` file; epoch, step and history are JSON. Each checkpoint's tensors go to
+a new file named by their SHA-256, then the JSON that names that file replaces the
+previous one, and only then are older tensor files removed. Both writes are atomic, so
+a run killed at any point leaves a JSON whose tensor file is complete and matches it:
+the last checkpoint's, or the one before.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from robench.errors import UserError
 from robench.io import atomic_write, atomic_write_json, sha256_file
 
-TENSORS = "checkpoint.safetensors"
 META = "checkpoint.json"
+TENSORS_GLOB = "checkpoint*.safetensors"
+LEGACY_TENSORS = "checkpoint.safetensors"  # the tensor file of checkpoints written before content-named files
 
 
 @dataclass
@@ -56,17 +60,27 @@ def save_checkpoint(
     fingerprint: str,
 ) -> None:
     """Write the checkpoint of a run identified by ``fingerprint`` into ``folder``."""
-    tensors = _pack(model, optimizer, rngs)
-    atomic_write(folder / TENSORS, lambda tmp: save_file(tensors, str(tmp)))
+    data = save(_pack(model, optimizer, rngs))
+    digest = hashlib.sha256(data).hexdigest()
+    name = f"checkpoint.{digest[:16]}.safetensors"
+    atomic_write(folder / name, lambda tmp: tmp.write_bytes(data))
     meta = {
         "fingerprint": fingerprint,
-        "sha256": sha256_file(folder / TENSORS),
+        "tensors": name,
+        "sha256": digest,
         "epoch": state.epoch,
         "step": state.step,
         "history": state.history,
         "stop_reason": state.stop_reason,
     }
     atomic_write_json(folder / META, meta)
+    _remove_tensor_files(folder, keep=name)
+
+
+def _remove_tensor_files(folder: Path, keep: str | None = None) -> None:
+    for path in folder.glob(TENSORS_GLOB):
+        if path.name != keep:
+            path.unlink(missing_ok=True)
 
 
 def load_checkpoint(
@@ -82,17 +96,20 @@ def load_checkpoint(
     resuming it would silently mix two runs.
     """
     meta_path = folder / META
-    if not meta_path.exists() or not (folder / TENSORS).exists():
+    if not meta_path.exists():
         return None
     meta = json.loads(meta_path.read_text())
+    tensors_path = folder / meta.get("tensors", LEGACY_TENSORS)
+    if not tensors_path.exists():
+        return None
     if meta.get("fingerprint") != fingerprint:
         raise UserError(
             f"{folder} holds a checkpoint of a different training configuration; "
             "delete that folder to start over"
         )
-    if sha256_file(folder / TENSORS) != meta["sha256"]:
-        raise UserError(f"{folder / TENSORS} does not match its SHA-256; delete {folder} to start over")
-    tensors = load_file(str(folder / TENSORS))
+    if sha256_file(tensors_path) != meta["sha256"]:
+        raise UserError(f"{tensors_path} does not match its SHA-256; delete {folder} to start over")
+    tensors = load_file(str(tensors_path))
     device = next(model.parameters()).device
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     opt_state = optimizer.state_dict()
@@ -108,5 +125,5 @@ def load_checkpoint(
 
 def clear_checkpoint(folder: Path) -> None:
     """Remove a finished run's checkpoint files."""
-    for name in (META, TENSORS):
-        (folder / name).unlink(missing_ok=True)
+    (folder / META).unlink(missing_ok=True)
+    _remove_tensor_files(folder)
