@@ -253,18 +253,26 @@ def _peer_matrix(peer: str, name: str, dataset, members, eps, chunk, device, mod
     chunks = [(dataset.to_float(x_all[i : i + chunk]), y_all[i : i + chunk]) for i in range(0, len(y_all), chunk)]
     width = len(_defenders(mode, members[0], members))
     correct = torch.zeros(len(members), len(eps), width, dtype=torch.long, device=device)
+    clean: dict[tuple[str, int], torch.Tensor] = {}  # (defender, chunk) -> count, once per run as robench does
     with _frozen(members):
         for a, attacker in enumerate(members):
             crafter = PEERS[peer](attacker, name, device, chunk)
             defenders = _defenders(mode, attacker, members)
             for e, value in enumerate(eps):
                 craft = crafter(value) if value > 0 else None  # ε = 0: the clean images
-                for x, y in chunks:
+                for c, (x, y) in enumerate(chunks):
                     adv = x if craft is None else craft(x, y)
-                    with torch.no_grad():
-                        for d, defender in enumerate(defenders):
-                            correct[a, e, d] += (defender.model(adv).argmax(dim=1) == y).sum()
+                    for d, defender in enumerate(defenders):
+                        if craft is None and (defender.name, c) not in clean:
+                            clean[(defender.name, c)] = _count_correct(defender, x, y)
+                        correct[a, e, d] += clean[(defender.name, c)] if craft is None \
+                            else _count_correct(defender, adv, y)
     return correct
+
+
+@torch.no_grad()
+def _count_correct(defender: LoadedMember, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (defender.model(x).argmax(dim=1) == y).sum()
 
 
 def run_peer(peer: str, dataset, members, eps, chunk, device, mode: str = "blackbox") -> dict[str, Any]:

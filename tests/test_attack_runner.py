@@ -89,6 +89,16 @@ def test_native_agrees_with_peers_on_a_trained_member(digits_zoo, tmp_path, back
     assert counts["native"][0.2] < counts["native"][0.05]  # the attack bites
 
 
+def test_schedule_overrides_reach_the_peers_ifgsm_only(digits_zoo, tmp_path):
+    counts = {}
+    for name in ("native", "torchattacks"):
+        plan = AttackPlan("whitebox", eps=(0.05, 0.1), defenders=["ce-s0"], backend=name, num_samples=40,
+                          steps=3, step_size=0.02)
+        rows, _ = run_attacks("digits", plan, digits_zoo, tmp_path / name, "cpu")
+        counts[name] = {(r["attack"], r["eps"]): r["correct"] for r in rows if r["experiment"] == "whitebox"}
+    assert counts["native"] == counts["torchattacks"] and len(counts["native"]) == 4
+
+
 def test_flags_judge_only_rows_on_the_zoo_weights_now(digits_zoo, tmp_path):
     """Rows of earlier weights of a member (a retrained member's old key) stay in
     attacks.csv but no longer count in the flags, nor do older runs of a cell."""
@@ -144,6 +154,8 @@ def test_schedule_overrides_reach_ifgsm_only(digits_zoo, tmp_path):
     schedules = {(r["attack"], r["eps"]): (r["steps"], r["step_size"]) for r in rows if r["experiment"] == "whitebox"}
     assert schedules == {("fgsm", 0.0): (1, 0.0), ("fgsm", 0.1): (1, 0.1),
                          ("ifgsm", 0.0): (3, 0.02), ("ifgsm", 0.1): (3, 0.02)}
+    assert {(r["attack"], r["schedule"]) for r in rows if r["experiment"] == "whitebox"} == {
+        ("fgsm", "default"), ("ifgsm", "steps 3, step 0.02")}
 
 
 def test_attack_loss_model_runs_on_the_members_training_loss(digits_zoo, tmp_path):

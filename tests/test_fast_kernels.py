@@ -219,6 +219,8 @@ def test_im2col_convs_are_opt_in_and_keep_the_stock_numbers_outside_cuda_autocas
     first = fast.features[0]
     assert type(first) is Im2colConv2d and first.conv.weight is model.features[0].weight
     assert all(a is b for a, b in zip(fast.parameters(), model.parameters()))
+    again = with_fast_kernels(fast, im2col_convs=True).features[0]
+    assert type(again) is Im2colConv2d and type(again.conv) is nn.Conv2d  # not wrapped twice
     x = torch.rand(8, 1, 28, 28)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # not CUDA: the stock convolution
         assert torch.equal(first(x), model.features[0](x))

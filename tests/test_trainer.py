@@ -315,3 +315,17 @@ def _dies_at(call, real):
         return real(*args, **kwargs)
 
     return epoch
+
+
+def test_cudnn_autotuning_is_restored_after_training(monkeypatch):
+    """Training turns cuDNN autotuning on for its fixed shapes and gives the process its
+    own setting back, also when it stops on an error."""
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    with trainer._cudnn_autotuning(True):
+        assert torch.backends.cudnn.benchmark is True
+    assert torch.backends.cudnn.benchmark is False
+    with pytest.raises(KeyboardInterrupt), trainer._cudnn_autotuning(True):
+        raise KeyboardInterrupt
+    assert torch.backends.cudnn.benchmark is False
+    with trainer._cudnn_autotuning(False):  # a CPU run leaves it alone
+        assert torch.backends.cudnn.benchmark is False

@@ -31,6 +31,7 @@ from robench.errors import UserError
 from robench.evaluate.current import current_attack_rows
 from robench.evaluate.members import LoadedMember, default_attacker, load_members
 from robench.evaluate.results import ResultStore
+from robench.evaluate.schedule import override_label
 from robench.evaluate.validity import SANITY, compute_flags, write_flags
 from robench.losses import create_loss
 from robench.models.fast import with_fast_kernels
@@ -130,6 +131,7 @@ def _row(plan, dataset, attacker, defender, attack, eps, n, correct, clean) -> d
         "step_size": step_size,
         "n": n,
         "precision": _precision(plan, attacker),
+        "schedule": override_label(attack.steps, attack.step_size),
         # how many samples an attack loss that couples them (``model``) couples at once; blank otherwise
         "coupled_batch": min(plan.chunk_size, n) if attack.loss.couples_batch else "",
         "correct": correct,
@@ -165,8 +167,8 @@ def _craft_sweep(plan, attack, attacker, x, y, eps_values) -> list[torch.Tensor]
     """One adversarial batch per ε, from the native sweep or a peer backend."""
     if plan.backend == "native":
         return attack.sweep(attacker.model, x, y, eps_values)
-    return [craft(plan.backend, attack.name, attacker.model, x, y, e, plan.steps, plan.step_size,
-                  plan.attack_loss) for e in eps_values]
+    return [craft(plan.backend, attack.name, attacker.model, x, y, e, attack.steps, attack.step_size,
+                  plan.attack_loss) for e in eps_values]  # the attack's overrides: none for FGSM
 
 
 @torch.no_grad()

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from robench.evaluate.results import write_csv
-from robench.evaluate.schedule import DEFAULT_SCHEDULE, schedule_label
+from robench.evaluate.schedule import DEFAULT_SCHEDULE, row_schedule
 
 FLAGS = ("monotone_in_eps", "eps0_is_clean", "ifgsm_not_above_fgsm",
          "whitebox_not_above_transfer", "large_eps_to_chance")
@@ -42,15 +42,10 @@ def _typed(row: dict[str, Any]) -> dict[str, Any]:
     for key in ("correct", "clean_correct", "n", "num_classes"):
         out[key] = int(float(row[key]))
     out["coupled_batch"] = str(row.get("coupled_batch") or "")
-    out["schedule"] = schedule_label(row["attack"], out["eps"], _number(row.get("steps")),
-                                     _number(row.get("step_size")))
+    out["schedule"] = row_schedule(row)
     out["accuracy"] = out["correct"] / out["n"]  # flags judge the counts themselves
     out["clean_accuracy"] = out["clean_correct"] / out["n"]
     return out
-
-
-def _number(value: Any) -> float:
-    return float(value) if value not in (None, "") else math.nan
 
 
 def _flag(name: str, passed: bool, scope: str, detail: str) -> dict[str, Any]:

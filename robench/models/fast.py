@@ -145,6 +145,8 @@ def _replace_pools(parent: nn.Module) -> None:
 
 
 def _replace_single_channel_convs(parent: nn.Module) -> None:
+    if isinstance(parent, Im2colConv2d):  # already wrapped (a second with_fast_kernels)
+        return
     for name, child in list(parent._modules.items()):
         if child is not None and is_single_channel_conv(child):
             parent._modules[name] = Im2colConv2d(child)

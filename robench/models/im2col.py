@@ -11,11 +11,17 @@ builds the patches with one gathering copy and runs one GEMM, whose output (B·H
 is already the channels_last layout of (B, O, H', W'); the input gradient is a GEMM and
 the gather's backward.
 
-The numbers are the convolution's up to the order of the kh·kw products in each fp32
-sum, so bf16 outputs can differ from cuDNN's in the last bit. :class:`Im2colConv2d` takes
-this path only under CUDA autocast; in fp32, and on a CPU, it runs the stock convolution,
-so fp32 results stay those of the model as given (and of torchattacks and ART). It is
-opt-in (``with_fast_kernels(model, im2col_convs=True)``) until a GPU run of
+Under bf16 autocast the GEMM casts the patches and weights to bf16 and sums the kh·kw
+products in fp32, rounding once, as cuDNN does, so outputs equal cuDNN's up to the order
+of that sum (a last-bit difference at most). The patches are gathered in the input's
+dtype (fp32) for the backward's sake: the GEMM's input gradient (the O products per
+patch entry, summed in fp32 and rounded to bf16, as autocast gives) is cast back to
+fp32, and the gather's backward adds each pixel's kh·kw entries in fp32, where cuDNN
+sums all O·kh·kw products in fp32 and rounds once; the input gradients differ at the
+rounding of those partial sums. :class:`Im2colConv2d` takes this path only under CUDA
+autocast; in fp32, and on a CPU, it runs the stock convolution, so fp32 results stay
+those of the model as given (and of torchattacks and ART). It is opt-in
+(``with_fast_kernels(model, im2col_convs=True)``) until a GPU run of
 ``benchmarks.profile_step`` and ``benchmarks attacks`` measures it against cuDNN.
 """
 
@@ -68,6 +74,5 @@ class Im2colConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, H, W) -> (B, O, H', W')
         if x.is_cuda and torch.is_autocast_enabled(x.device.type):
-            dtype = torch.get_autocast_dtype(x.device.type)  # the cast autocast gives the stock conv
-            return conv2d_im2col(x.to(dtype), self.conv.weight, self.conv.bias, self.conv.padding)
+            return conv2d_im2col(x, self.conv.weight, self.conv.bias, self.conv.padding)  # the GEMM autocasts
         return self.conv(x)

@@ -251,7 +251,10 @@ def attack_section(ctx: Context, mode: str) -> Section:
     rows = ctx.primary[ctx.primary["experiment"] == mode]
     if ctx.primary_note:
         section.notes.append(ctx.primary_note)
-    if mode == "blackbox":
+    if rows.empty:
+        section.notes.append("None of these rows is of the attack loss and backend the figures use, so this "
+                             "mode has no figure.")
+    elif mode == "blackbox":
         attacker = figure_attacker(rows)
         rows = rows[rows["attacker"] == attacker]
         title, caption = (f"transfer attacks crafted on {attacker}",

@@ -21,7 +21,7 @@ import pandas as pd
 from robench.errors import UserError
 from robench.evaluate.attack_runner import ATTACK_RESULTS, FLAG_RESULTS, KEY_COLUMNS
 from robench.evaluate.current import current_attack_rows
-from robench.evaluate.schedule import DEFAULT_SCHEDULE, schedule_label
+from robench.evaluate.schedule import DEFAULT_SCHEDULE, row_schedule
 from robench.evaluate.validity import SANITY
 from robench.zoo import list_members
 
@@ -106,18 +106,12 @@ def load_attacks(path: Path, problems: list[str], hashes: dict[str, str] | None 
             frame[column] = default
     if dataset is not None:
         frame = _of_dataset(frame, dataset, path.name, notes)
-    frame["schedule"] = [schedule_label(*row) for row in _schedule_inputs(frame)]
+    frame["schedule"] = [row_schedule(row) for row in frame.to_dict("records")]
     frame, note = current_attack_rows(frame, KEY_COLUMNS, hashes or {})
     if note:
         notes.append(note)
     sanity = frame["experiment"] == SANITY
     return frame[~sanity].reset_index(drop=True), frame[sanity].reset_index(drop=True)
-
-
-def _schedule_inputs(frame: pd.DataFrame):
-    nan = [math.nan] * len(frame)
-    columns = [frame[c] if c in frame else nan for c in ("eps", "steps", "step_size")]
-    return zip(frame["attack"], *columns)
 
 
 def _of_dataset(frame: pd.DataFrame, dataset: str, name: str, notes: list[str]) -> pd.DataFrame:
@@ -196,35 +190,38 @@ def primary_attacks(attacks: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 
     The paper's setting is the CE attack loss, robench's native attacks and each attack's
     own schedule; a results file may also hold other attack losses, peer backends, runs
-    with other ``--steps`` / ``--step-size``, runs on fewer samples or runs in another
-    precision. The primary rows are attack loss ``ce`` (else the most common), backend
-    ``native`` (else the most common), per attack the ``default`` schedule (else the most
-    common, :func:`robench.evaluate.schedule.schedule_label`), one ``coupled_batch`` (the
-    chunk a batch-coupling attack loss was run on; blank for ``ce``) and, per mode
-    (white-box / black-box), the largest ``n`` and the precision with the most rows (fp32
-    on a tie), so no figure or claim averages two schedules or mixes bf16 and fp32 cells
-    of a mode. Tables show every row.
+    with other ``--steps`` / ``--step-size``, ``model``-loss runs on other chunks, runs on
+    fewer samples or runs in another precision. The primary rows are attack loss ``ce``
+    (else the most common) and backend ``native`` (else the most common), then per mode
+    (white-box / black-box) :func:`_primary_of_mode`, so no figure or claim averages two
+    schedules or mixes bf16 and fp32 cells of a mode. Tables show every row.
     """
     if attacks.empty:
         return attacks, ""
     loss = _preferred(attacks["attack_loss"], "ce")
     backend = _preferred(attacks["backend"], "native")
-    chosen = attacks[(attacks["attack_loss"] == loss) & (attacks["backend"] == backend)]
-    schedule = {attack: _preferred(rows["schedule"], DEFAULT_SCHEDULE) for attack, rows in chosen.groupby("attack")}
-    chosen = chosen[chosen["schedule"] == chosen["attack"].map(schedule)]
-    if not chosen.empty:
-        chosen = chosen[chosen["coupled_batch"] == _preferred(chosen["coupled_batch"], "")]
-    largest = chosen.groupby("experiment")["n"].transform("max")
-    chosen = chosen[chosen["n"] == largest]
-    precision = chosen["experiment"].map(
-        {mode: _most_rows(rows["precision"], "fp32") for mode, rows in chosen.groupby("experiment")})
-    chosen = chosen[chosen["precision"] == precision].reset_index(drop=True)
+    same = attacks[(attacks["attack_loss"] == loss) & (attacks["backend"] == backend)]
+    modes = [_primary_of_mode(rows) for _, rows in same.groupby("experiment", sort=True)]
+    chosen = pd.concat(modes).sort_index().reset_index(drop=True) if modes else same.reset_index(drop=True)
     note = ""
     if len(chosen) < len(attacks):
-        note = (f"Figures and claims use attack loss {loss}, backend {backend}, per attack the default "
-                "schedule (else the most common) and, per mode, the largest sample count and the precision "
-                f"with the most rows ({len(chosen)} of {len(attacks)} rows); the tables list every row.")
+        note = (f"Figures and claims use attack loss {loss}, backend {backend} and, per mode, each attack's "
+                "default schedule (else its most common), one coupled batch, the largest sample count and the "
+                f"precision with the most rows ({len(chosen)} of {len(attacks)} rows); the tables list every row.")
     return chosen, note
+
+
+def _primary_of_mode(rows: pd.DataFrame) -> pd.DataFrame:
+    """One mode's primary rows: per attack the ``default`` schedule (else the most
+    common, :func:`robench.evaluate.schedule.row_schedule`), then one ``coupled_batch``
+    (blank, the CE loss's, else the most common), the largest ``n`` and the precision with
+    the most rows (fp32 on a tie)."""
+    schedule = {attack: _preferred(of_attack["schedule"], DEFAULT_SCHEDULE)
+                for attack, of_attack in rows.groupby("attack")}
+    rows = rows[rows["schedule"] == rows["attack"].map(schedule)]
+    rows = rows[rows["coupled_batch"] == _preferred(rows["coupled_batch"], "")]
+    rows = rows[rows["n"] == rows["n"].max()]
+    return rows[rows["precision"] == _most_rows(rows["precision"], "fp32")]
 
 
 def _most_rows(values: pd.Series, tie: str) -> str:

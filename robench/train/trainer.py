@@ -21,9 +21,10 @@ with a fresh permutation each epoch, every sample is seen equally often on avera
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -124,43 +125,54 @@ def train_model(
     compile_model = compile_training() if compile_model is None else compile_model
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
-        torch.backends.cudnn.benchmark = True  # fixed shapes: autotune once, in the warm-up steps
-    # a graph reads the learning rate from a device tensor that set_lr updates in place
-    lr = torch.tensor(spec.lr, device=device) if graphed else spec.lr
-    optimizer = RMSPropTF(model.parameters(), lr=lr, momentum=spec.momentum)
-    rngs = {
-        "shuffle": torch.Generator().manual_seed(seed),
-        "augment": torch.Generator(device=device).manual_seed(seed + 1),
-    }
-    state = TrainState()
-    if checkpoint_dir is not None:
-        state = load_checkpoint(checkpoint_dir, model, optimizer, rngs, fingerprint) or state
-    total_epochs = planned_epochs(spec, len(train))
-    step = make_step(model, loss_fn, optimizer, train, to_float, precision, graphed,
-                     min(spec.batch_size, len(train)), spec.augment, compile_model)
-    start = time.perf_counter()
-    bar = tqdm(total=total_epochs, initial=state.epoch, desc=desc, unit="epoch",
-               leave=False, disable=None)
-    last_save = time.monotonic()
-    while not state.stop_reason:
-        loss, train_acc = _run_epoch(step, optimizer, train, spec, state, rngs)
-        state.epoch += 1
-        record: dict[str, Any] = {"epoch": state.epoch, "step": state.step, "loss": loss,
-                                  "train_accuracy_running": train_acc}
-        if spec.stop_train_accuracy > 0:
-            record["train_accuracy"] = accuracy(model, train.x, train.y, to_float)
-        state.history.append(record)
-        state.stop_reason = _stop_reason(spec, state, record, total_epochs)
-        due = state.stop_reason or time.monotonic() - last_save >= CHECKPOINT_SECONDS
-        if checkpoint_dir is not None and due:
-            save_checkpoint(checkpoint_dir, model, optimizer, rngs, state, fingerprint)
-            last_save = time.monotonic()
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss:.3f}", acc=f"{train_acc:.3f}")
-    bar.close()
-    model.eval()
-    return TrainResult(state.epoch, state.step, state.stop_reason, state.history,
-                       time.perf_counter() - start, precision, graphed, compile_model)
+    with _cudnn_autotuning(device.type == "cuda"):  # fixed shapes: autotune once, in the warm-up steps
+        # a graph reads the learning rate from a device tensor that set_lr updates in place
+        lr = torch.tensor(spec.lr, device=device) if graphed else spec.lr
+        optimizer = RMSPropTF(model.parameters(), lr=lr, momentum=spec.momentum)
+        rngs = {
+            "shuffle": torch.Generator().manual_seed(seed),
+            "augment": torch.Generator(device=device).manual_seed(seed + 1),
+        }
+        state = TrainState()
+        if checkpoint_dir is not None:
+            state = load_checkpoint(checkpoint_dir, model, optimizer, rngs, fingerprint) or state
+        total_epochs = planned_epochs(spec, len(train))
+        step = make_step(model, loss_fn, optimizer, train, to_float, precision, graphed,
+                         min(spec.batch_size, len(train)), spec.augment, compile_model)
+        start = time.perf_counter()
+        bar = tqdm(total=total_epochs, initial=state.epoch, desc=desc, unit="epoch",
+                   leave=False, disable=None)
+        last_save = time.monotonic()
+        while not state.stop_reason:
+            loss, train_acc = _run_epoch(step, optimizer, train, spec, state, rngs)
+            state.epoch += 1
+            record: dict[str, Any] = {"epoch": state.epoch, "step": state.step, "loss": loss,
+                                      "train_accuracy_running": train_acc}
+            if spec.stop_train_accuracy > 0:
+                record["train_accuracy"] = accuracy(model, train.x, train.y, to_float)
+            state.history.append(record)
+            state.stop_reason = _stop_reason(spec, state, record, total_epochs)
+            due = state.stop_reason or time.monotonic() - last_save >= CHECKPOINT_SECONDS
+            if checkpoint_dir is not None and due:
+                save_checkpoint(checkpoint_dir, model, optimizer, rngs, state, fingerprint)
+                last_save = time.monotonic()
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{train_acc:.3f}")
+        bar.close()
+        model.eval()
+        return TrainResult(state.epoch, state.step, state.stop_reason, state.history,
+                           time.perf_counter() - start, precision, graphed, compile_model)
+
+
+@contextmanager
+def _cudnn_autotuning(enabled: bool) -> Iterator[None]:
+    """cuDNN autotuning on inside (when ``enabled``), the process's setting restored after."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = before or enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
 
 
 def _stop_reason(spec: TrainSpec, state: TrainState, record: dict, total_epochs: int) -> str:
