@@ -129,6 +129,17 @@ def test_schedules_are_judged_apart():
     assert verdicts["ce/native (steps 200, step default) a eps 0.2"] is True
 
 
+def test_ifgsm_that_cannot_reach_eps_is_not_held_against_fgsm():
+    rows = _scheduled(_sound_rows())
+    short = [{**r, "steps": 3, "step_size": 1 / 255, "schedule": "steps 3, step default", "correct": 89}
+             for r in rows if r["attack"] == "ifgsm" and r["experiment"] == "whitebox" and r["eps"] > 0]
+    compared = [f for f in compute_flags(rows + short) if f["flag"] == "ifgsm_not_above_fgsm"]
+    assert compared and all("steps 3" not in f["scope"] for f in compared)
+    reaching = [{**r, "step_size": 0.1, "schedule": "steps 3, step 0.1"} for r in short]  # 3 × 0.1 ≥ ε: compared
+    failed = [f for f in compute_flags(rows + reaching) if f["flag"] == "ifgsm_not_above_fgsm" and not f["passed"]]
+    assert failed and all("steps 3" in f["scope"] for f in failed)
+
+
 def test_rows_without_a_precision_are_fp32():
     rows = _sound_rows()  # files written before the precision column
     assert compute_flags(rows) == compute_flags([{**r, "precision": "fp32"} for r in rows])
