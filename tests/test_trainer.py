@@ -52,15 +52,7 @@ def test_killed_run_resumes_to_the_same_weights(digits, tmp_path, monkeypatch):
     full = train_model(reference, loss, _train_split(digits), digits.to_float, SPEC, seed=3)
 
     real_epoch = trainer._run_epoch
-    calls = {"n": 0}
-
-    def dying_epoch(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(trainer, "_run_epoch", dying_epoch)
+    monkeypatch.setattr(trainer, "_run_epoch", _dies_at(3, real_epoch))
     monkeypatch.setattr(trainer, "CHECKPOINT_SECONDS", 0.0)  # a checkpoint after every epoch
     with pytest.raises(KeyboardInterrupt):
         train_model(_model(), loss, _train_split(digits), digits.to_float, SPEC, 3, tmp_path, "fp")
@@ -83,15 +75,7 @@ def test_run_killed_between_a_checkpoints_tensors_and_its_json_resumes(digits, t
     reference = _model()
     train_model(reference, loss, _train_split(digits), digits.to_float, SPEC, seed=4)
     real_write = checkpoint.atomic_write_json
-    calls = {"n": 0}
-
-    def dying_write(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real_write(*args, **kwargs)
-
-    monkeypatch.setattr(checkpoint, "atomic_write_json", dying_write)
+    monkeypatch.setattr(checkpoint, "atomic_write_json", _dies_at(3, real_write))
     monkeypatch.setattr(trainer, "CHECKPOINT_SECONDS", 0.0)
     with pytest.raises(KeyboardInterrupt):
         train_model(_model(), loss, _train_split(digits), digits.to_float, SPEC, 4, tmp_path, "fp")
@@ -306,6 +290,7 @@ def test_graphed_run_resumes_on_cuda(digits, tmp_path, monkeypatch):
 
 
 def _dies_at(call, real):
+    """``real``, but its ``call``-th call raises KeyboardInterrupt (a kill there)."""
     calls = {"n": 0}
 
     def epoch(*args, **kwargs):
