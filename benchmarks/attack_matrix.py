@@ -36,8 +36,9 @@ implementation is warmed up on a small slice first. Agreement: the correct count
 is also timed in fp32 (``robench_fp32``, compared in ``agreement_fp32``) and in bf16
 with its single-input-channel convolutions as GEMMs (``robench_im2col``,
 ``robench.models.im2col``, compared with robench's default bf16 counts in
-``agreement_im2col``); the peers always run fp32. The IFGSM image-steps robench executed come from the attacks'
-``last_sweep_image_steps``.
+``agreement_im2col``); the peers always run fp32. Every implementation counts a
+defender's clean images once per run. The IFGSM image-steps robench executed come from
+the attacks' ``last_sweep_image_steps``.
 
 Run: ``python3 -m benchmarks attacks --out attacks.json [--quick] [--device cuda]``.
 """
@@ -261,18 +262,16 @@ def _peer_matrix(peer: str, name: str, dataset, members, eps, chunk, device, mod
             for e, value in enumerate(eps):
                 craft = crafter(value) if value > 0 else None  # ε = 0: the clean images
                 for c, (x, y) in enumerate(chunks):
-                    adv = x if craft is None else craft(x, y)
-                    for d, defender in enumerate(defenders):
-                        if craft is None and (defender.name, c) not in clean:
-                            clean[(defender.name, c)] = _count_correct(defender, x, y)
-                        correct[a, e, d] += clean[(defender.name, c)] if craft is None \
-                            else _count_correct(defender, adv, y)
+                    if craft is None:
+                        for d in defenders:
+                            if (d.name, c) not in clean:
+                                clean[(d.name, c)] = attack_runner._count_correct(d.model, x, y)
+                        counts = [clean[(d.name, c)] for d in defenders]
+                    else:
+                        adv = craft(x, y)
+                        counts = [attack_runner._count_correct(d.model, adv, y) for d in defenders]
+                    correct[a, e] += torch.stack(counts)
     return correct
-
-
-@torch.no_grad()
-def _count_correct(defender: LoadedMember, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return (defender.model(x).argmax(dim=1) == y).sum()
 
 
 def run_peer(peer: str, dataset, members, eps, chunk, device, mode: str = "blackbox") -> dict[str, Any]:

@@ -78,9 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     alpha = _column([KURAKIN_STEP_SIZE] * args.batch, x)  # (B, 1, 1, 1)
     x_adv = x.clone()
 
-    def gradients(count: int) -> None:
-        for _ in range(count):
-            attack._grad_sign(model, x, y)
+    gradients = _gradient_signs(attack, model, x, y)
 
     def engine_steps(count: int) -> None:
         with attack._attacking(model):
@@ -103,7 +101,9 @@ def main(argv: list[str] | None = None) -> None:
           f"(host {engine_host * 1e3:.2f} ms)")
     if device.type == "cuda":
         for name, variant in variants.items():
-            variant_wall = _gradient_wall(attack, variant, x, y, args.steps, device)
+            signs = _gradient_signs(attack, variant, x, y)
+            signs(3)  # warm-up: cuDNN's and cuBLAS's first-call set-up
+            variant_wall, _ = _timed(signs, args.steps, device)
             print(f"input gradient, first convolution {name}: {variant_wall * 1e3:.2f} ms per step")
     if args.graph:
         replay = _captured(engine_steps, device)
@@ -112,16 +112,14 @@ def main(argv: list[str] | None = None) -> None:
               f"(host {graph_host * 1e3:.2f} ms)")
 
 
-def _gradient_wall(attack, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int,
-                   device: torch.device) -> float:
-    """Wall seconds per input-gradient sign of ``model`` on ``x`` (B, C, H, W), after three
-    untimed calls (cuDNN's and cuBLAS's first-call set-up)."""
-    def grad_signs(count: int) -> None:
+def _gradient_signs(attack, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[int], None]:
+    """``count`` input-gradient signs of ``model`` on ``x`` (B, C, H, W) and labels ``y``
+    (B,), as the attack takes them."""
+    def run(count: int) -> None:
         for _ in range(count):
             attack._grad_sign(model, x, y)
 
-    grad_signs(3)
-    return _timed(grad_signs, steps, device)[0]
+    return run
 
 
 def _first_conv_variant(stock: torch.nn.Module, name: str) -> torch.nn.Module:

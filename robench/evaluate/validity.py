@@ -14,7 +14,7 @@ gradient masking or a bug. docs/flags.md explains each one and what to do about 
 Rows are compared only with rows of the same attack loss, backend, sample count,
 precision, step schedule and coupled batch (bf16 and fp32 runs of a cell, a run with
 ``--steps`` / ``--step-size`` beside a default one
-(:func:`robench.evaluate.schedule.schedule_label`), and ``model``-loss runs on different
+(:func:`robench.evaluate.schedule.row_schedule`), and ``model``-loss runs on different
 chunks are judged apart); callers pass one row per cell
 (:func:`robench.evaluate.current.current_attack_rows`).
 """
