@@ -35,13 +35,13 @@ def defaults(device: torch.device, quick: bool) -> dict[str, Any]:
         return {"models": 4, "samples": 8, "eps": list(EPS_GRIDS["mnist"][:3]), "train_steps": 10,
                 "member_batch": 16, "chunk_size": 0, "batch": 16,
                 "train_samples": {"mnist-cnn": 32, "wrn-28-2": 32},
-                "extra_epochs": 1, "warmup": 1, "repeats": 1, "loss_reps": 20, "steps": 1}
+                "extra_epochs": 1, "warmup": 1, "repeats": 1, "loss_reps": 20, "steps": 1, "rounds": 1}
     return {"models": 8, "samples": 10000 if cuda else 256, "eps": list(EPS_GRIDS["mnist"]), "train_steps": 50,
             "member_batch": 64, "chunk_size": 0, "batch": 256,
             "train_samples": ({"mnist-cnn": 50176, "wrn-28-2": 50176} if cuda
                               else {"mnist-cnn": 1024, "wrn-28-2": 512}),
             "extra_epochs": 1, "warmup": 5 if cuda else 1, "repeats": 3,
-            "loss_reps": 1000 if cuda else 200, "steps": 20 if cuda else 2}
+            "loss_reps": 1000 if cuda else 200, "steps": 20 if cuda else 2, "rounds": 1}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -58,6 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     g.add_argument("--train-steps", type=int, help="Adam steps per member on synthetic data (default 50)")
     g.add_argument("--chunk-size", type=int,
                    help="test images per chunk, all implementations (default: robench's for the device)")
+    g.add_argument("--rounds", type=int, help="interleaved timing rounds whose median is reported (default 1)")
     g = p.add_argument_group("train and loss")
     g.add_argument("--batch", type=int, help="training batch (default 256)")
     g.add_argument("--train-samples", type=int, help="images per training epoch for both models")
@@ -65,7 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     g.add_argument("--repeats", type=int, help="repeats whose median is reported (default 3)")
     g.add_argument("--steps", type=int, help="training steps per repeat in the loss benchmark")
     args = p.parse_args(argv)
-    for name in ("threads", "models", "samples", "train_steps", "chunk_size", "batch", "train_samples",
+    for name in ("threads", "models", "samples", "train_steps", "chunk_size", "rounds", "batch", "train_samples",
                  "extra_epochs", "repeats", "steps"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -76,7 +77,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def options(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     """The defaults for ``device`` with the explicit options applied."""
     opts = defaults(device, args.quick)
-    for name in ("models", "samples", "train_steps", "chunk_size", "batch", "extra_epochs", "repeats", "steps"):
+    for name in ("models", "samples", "train_steps", "chunk_size", "rounds", "batch", "extra_epochs", "repeats",
+                 "steps"):
         if getattr(args, name) is not None:
             opts[name] = getattr(args, name)
     if args.train_samples is not None:
@@ -103,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, mode in ATTACK_MODES.items():
         if name in chosen:
             result = attack_matrix.run(device, opts["models"], opts["samples"], opts["eps"], opts["train_steps"],
-                                       opts["chunk_size"], opts["member_batch"], mode=mode)
+                                       opts["chunk_size"], opts["member_batch"], mode=mode, rounds=opts["rounds"])
             doc["results"][name] = result
             lines += attack_matrix.summary_lines(result)
     if "train" in chosen:

@@ -30,7 +30,9 @@ chunk for the device) and the same models (channels_last on CUDA, as robench loa
 them). robench runs them as its attack engine does, with the bit-exact max-pool kernels
 of ``robench.models.fast``; the peers run the members as given, with the parameters
 frozen (as robench's own peer backend does) so they compute no weight gradients. Every
-implementation is warmed up on a small slice first. Agreement: the correct counts per
+implementation is warmed up on a small slice first. With ``--rounds R`` every
+implementation is timed R times in interleaved rounds (round r starts with the r-th
+implementation), and the median round is reported beside every round. Agreement: the correct counts per
 (attacker, defender, attack, ε) of each peer are compared with robench's
 (``agreement``). robench's attacks run bf16 on CUDA (precision ``auto``); there robench
 is also timed in fp32 (``robench_fp32``, compared in ``agreement_fp32``) and in bf16
@@ -48,10 +50,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import statistics
 import tempfile
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -300,10 +303,12 @@ def agreement(reference: Counts, other: Counts) -> dict[str, Any]:
 
 
 def _summary(result: dict[str, Any], per_eps_steps: int) -> dict[str, Any]:
-    """Wall times; IFGSM image-steps/s as executed and as the per-ε loops' work / wall."""
+    """Wall times (the median round, and every round); IFGSM image-steps/s as executed
+    and as the per-ε loops' work / wall, from the median IFGSM seconds."""
     ifgsm_s = result["seconds"]["ifgsm"]
     executed = result.get("image_steps")
-    return {"wall_s": sum(result["seconds"].values()), "per_attack_s": result["seconds"],
+    return {"wall_s": statistics.median(result["round_walls"]), "wall_s_rounds": result["round_walls"],
+            "per_attack_s": result["seconds"], "repeatable": result["repeatable"],
             "precision": result.get("precision", "fp32"),
             "ifgsm_image_steps": executed if executed is not None else per_eps_steps,
             "ifgsm_image_steps_per_s": ratio(executed if executed is not None else per_eps_steps, ifgsm_s),
@@ -319,11 +324,50 @@ def _mean_accuracy(counts: Counts, samples: int, eps) -> dict[str, dict[str, flo
     return out
 
 
+def _interleaved(runners: dict[str, Callable[[], dict[str, Any]]], rounds: int) -> dict[str, list[dict[str, Any]]]:
+    """Each runner's results over ``rounds`` rounds. Every round runs every runner once,
+    round r starting at the r-th runner (a rotation), so slow drift of the machine, such
+    as heat or another process, falls on every implementation alike."""
+    labels = list(runners)
+    out: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
+    for r in range(rounds):
+        for label in labels[r % len(labels):] + labels[: r % len(labels)]:
+            out[label].append(runners[label]())
+    return out
+
+
+def _over_rounds(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One implementation's rounds as one result: the first round's counts, the median
+    seconds per attack, every round's wall time, and whether every round counted alike."""
+    first = results[0]
+    seconds = {name: statistics.median(r["seconds"][name] for r in results) for name in first["seconds"]}
+    return {**first, "seconds": seconds, "round_walls": [sum(r["seconds"].values()) for r in results],
+            "repeatable": all(r["counts"] == first["counts"] for r in results)}
+
+
+def _runners(dataset, members, eps, chunk, device, mode: str) -> dict[str, Callable[[], dict[str, Any]]]:
+    """label -> a call that times one implementation on ``dataset`` (robench: per variant
+    of the device)."""
+    variants = {"robench": ("auto", False)}  # label: (precision, im2col convolutions)
+    if device.type == "cuda":
+        variants.update(robench_fp32=("fp32", False), robench_im2col=("auto", True))
+
+    def robench(precision: str, im2col: bool) -> dict[str, Any]:
+        with _im2col_convs() if im2col else nullcontext():
+            return run_robench(dataset, members, eps, chunk, device, precision, mode)
+
+    runners = {label: functools.partial(robench, *variant) for label, variant in variants.items()}
+    runners.update({peer: functools.partial(run_peer, peer, dataset, members, eps, chunk, device, mode)
+                    for peer in PEERS})
+    return runners
+
+
 def run(device: torch.device, models: int = 8, samples: int = 256, eps=None, train_steps: int = 50,
-        chunk: int = 0, member_batch: int = 64, warmup_samples: int = 4, mode: str = "blackbox") -> dict[str, Any]:
-    """The whole benchmark of ``mode`` (blackbox: the matrix; whitebox: its diagonal); a
-    JSON-ready dict. ``chunk`` 0: robench's default chunk for the device (what
-    ``robench attack`` uses without --batch-size)."""
+        chunk: int = 0, member_batch: int = 64, warmup_samples: int = 4, mode: str = "blackbox",
+        rounds: int = 1) -> dict[str, Any]:
+    """The whole benchmark of ``mode`` (blackbox: the matrix; whitebox: its diagonal) over
+    ``rounds`` interleaved rounds; a JSON-ready dict. ``chunk`` 0: robench's default chunk
+    for the device (what ``robench attack`` uses without --batch-size)."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
     eps = sorted({float(e) for e in (eps if eps is not None else EPS_GRIDS["mnist"])})
@@ -332,23 +376,16 @@ def run(device: torch.device, models: int = 8, samples: int = 256, eps=None, tra
     dataset = build_dataset(samples, members, device, chunk)
     warm = _narrow(dataset, min(samples, warmup_samples))
     warm_eps = [e for e in eps if e > 0][:1] or eps[:1]  # one attacked ε: every kernel runs
-    variants = {"robench": ("auto", False)}  # label: (precision, im2col convolutions)
-    if device.type == "cuda":
-        variants.update(robench_fp32=("fp32", False), robench_im2col=("auto", True))
-    results: dict[str, dict[str, Any]] = {}
-    for label, (precision, im2col) in variants.items():
-        with _im2col_convs() if im2col else nullcontext():
-            run_robench(warm, members, warm_eps, chunk, device, precision, mode)
-            results[label] = run_robench(dataset, members, eps, chunk, device, precision, mode)
-    for peer in PEERS:
-        run_peer(peer, warm, members, warm_eps, chunk, device, mode)
-        results[peer] = run_peer(peer, dataset, members, eps, chunk, device, mode)
+    for warm_up in _runners(warm, members, warm_eps, chunk, device, mode).values():
+        warm_up()
+    timed_rounds = _interleaved(_runners(dataset, members, eps, chunk, device, mode), rounds)
+    results = {label: _over_rounds(runs) for label, runs in timed_rounds.items()}
 
     expected_steps = models * samples * sum(kurakin_steps(e) for e in eps)
     defenders = models if mode == "blackbox" else 1
     out: dict[str, Any] = {
         "mode": mode, "models": models, "samples": samples, "eps": eps, "chunk_size": chunk,
-        "train_steps": train_steps, "member_batch": member_batch,
+        "train_steps": train_steps, "member_batch": member_batch, "rounds": rounds,
         "cells": models * defenders * len(ATTACKS) * len(eps),
         "robench_precision": results["robench"]["precision"],
         "clean_accuracy": results["robench"]["clean"],
@@ -357,16 +394,17 @@ def run(device: torch.device, models: int = 8, samples: int = 256, eps=None, tra
     }
     for label, result in results.items():
         out[label] = _summary(result, expected_steps)
-    out["ratios"] = {f"{peer}/robench": ratio(out[peer]["wall_s"], out["robench"]["wall_s"]) for peer in PEERS}
+    robench_labels = [label for label in results if label.startswith("robench")]
+    out["ratios"] = {f"{peer}/{label}": ratio(out[peer]["wall_s"], out[label]["wall_s"])
+                     for label in robench_labels for peer in PEERS}
+    out["ratios_per_round"] = {f"{peer}/{label}": [ratio(p, r) for p, r in zip(out[peer]["wall_s_rounds"],
+                                                                              out[label]["wall_s_rounds"])]
+                               for label in robench_labels for peer in PEERS}
     out["agreement"] = {peer: agreement(results["robench"]["counts"], results[peer]["counts"]) for peer in PEERS}
     if "robench_fp32" in results:
-        out["ratios"].update({f"{peer}/robench_fp32": ratio(out[peer]["wall_s"], out["robench_fp32"]["wall_s"])
-                              for peer in PEERS})
         out["agreement_fp32"] = {peer: agreement(results["robench_fp32"]["counts"], results[peer]["counts"])
                                  for peer in PEERS}
     if "robench_im2col" in results:
-        out["ratios"].update({f"{peer}/robench_im2col": ratio(out[peer]["wall_s"], out["robench_im2col"]["wall_s"])
-                              for peer in PEERS})
         out["agreement_im2col"] = {"robench": agreement(results["robench"]["counts"],
                                                         results["robench_im2col"]["counts"])}
     return out
@@ -376,17 +414,20 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
     """A few human-readable lines of :func:`run`'s result."""
     m = result["models"]
     shape = f"{m}x{m} matrix" if result["mode"] == "blackbox" else f"{m} white-box runs"
-    lines = [f"{result['mode']}: {shape}, N={result['samples']}, "
-             f"{len(result['eps'])} eps, robench precision {result['robench_precision']}"]
+    lines = [f"{result['mode']}: {shape}, N={result['samples']}, {len(result['eps'])} eps, "
+             f"robench precision {result['robench_precision']}, median of {result['rounds']} round(s)"]
     for label in ("robench", "robench_fp32", "robench_im2col", "torchattacks", "art"):
         if label in result:
             r = result[label]
             rate, equiv = r["ifgsm_image_steps_per_s"] or 0, r["ifgsm_per_eps_equivalent_image_steps_per_s"] or 0
-            lines.append(f"  {label:13s} {r['wall_s']:9.2f} s  (fgsm {r['per_attack_s']['fgsm']:.2f} s, "
+            rounds = ", ".join(f"{s:.2f}" for s in r["wall_s_rounds"])
+            lines.append(f"  {label:13s} {r['wall_s']:9.2f} s  (rounds {rounds}; fgsm {r['per_attack_s']['fgsm']:.2f} s, "
                          f"ifgsm {r['per_attack_s']['ifgsm']:.2f} s; IFGSM {r['ifgsm_image_steps']:,} image-steps, "
-                         f"{rate:,.0f}/s executed, {equiv:,.0f}/s per-eps equivalent)")
+                         f"{rate:,.0f}/s executed, {equiv:,.0f}/s per-eps equivalent)"
+                         + ("" if r["repeatable"] else "; counts differ between rounds"))
     for key, value in result["ratios"].items():
-        lines.append(f"  {key}: {value:.2f}x" if value else f"  {key}: n/a")
+        per_round = ", ".join(f"{v:.2f}" if v else "n/a" for v in result["ratios_per_round"][key])
+        lines.append(f"  {key}: {value:.2f}x (per round {per_round})" if value else f"  {key}: n/a")
     for key in ("agreement", "agreement_fp32", "agreement_im2col"):
         for peer, a in result.get(key, {}).items():
             lines.append(f"  {key} {peer}: identical={a['identical']} ({a['differing']}/{a['cells']} cells differ)")

@@ -17,7 +17,7 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["--threads", "1", "--models", "3", "--samples", "6", "--eps", "0,0.05", "--train-steps", "5",
-        "--batch", "8", "--train-samples", "16"]
+        "--rounds", "2", "--batch", "8", "--train-samples", "16"]
 
 pytest.importorskip("torchattacks")
 pytest.importorskip("art")
@@ -73,6 +73,10 @@ def test_attack_implementations_identical_on_cpu(quick_doc, name, defenders):
         assert agreement["identical"] is True, agreement
         assert attacks[peer]["wall_s"] > 0
     assert attacks["robench_precision"] == "fp32"
+    assert attacks["rounds"] == 2
+    for label in ("robench", "torchattacks", "art"):  # CPU fp32: every round counts alike
+        assert len(attacks[label]["wall_s_rounds"]) == 2 and attacks[label]["repeatable"] is True
+    assert all(len(values) == 2 for values in attacks["ratios_per_round"].values())
     assert attacks["ifgsm_image_steps"]["per_eps_loops"] == 3 * 6 * 15  # models x N x steps(0.05)
     assert set(attacks["clean_accuracy"]) == {"ce-s0", "ce-s1", "ce-s2"}
 
@@ -82,6 +86,28 @@ def test_ratios_positive_finite(quick_doc):
     assert {"torchattacks/robench", "art/robench", "1toN-sym-d1/ce train_step"} <= set(ratios)
     for name, value in ratios.items():
         assert isinstance(value, float) and math.isfinite(value) and value > 0, (name, value)
+
+
+def test_attack_rounds_rotate_and_report_the_median_round():
+    from benchmarks.attack_matrix import _interleaved, _over_rounds
+
+    calls = []
+    walls = {"a": iter([3.0, 1.0, 2.0]), "b": iter([5.0, 4.0, 9.0]), "c": iter([1.0, 1.0, 1.0])}
+
+    def runner(label):
+        def run():
+            calls.append(label)
+            wall = next(walls[label])
+            return {"seconds": {"fgsm": wall / 2, "ifgsm": wall / 2}, "counts": {("x", "x", "fgsm", 0.1): 1}}
+        return run
+
+    rounds = _interleaved({label: runner(label) for label in "abc"}, 3)
+    assert calls == list("abc" "bca" "cab")  # round r starts with the r-th implementation
+    merged = _over_rounds(rounds["b"])
+    assert merged["round_walls"] == [5.0, 4.0, 9.0] and merged["seconds"] == {"fgsm": 2.5, "ifgsm": 2.5}
+    assert merged["repeatable"] is True
+    rounds["a"][1]["counts"] = {("x", "x", "fgsm", 0.1): 0}
+    assert _over_rounds(rounds["a"])["repeatable"] is False
 
 
 def test_bad_option_is_exit_2(tmp_path):

@@ -15,8 +15,9 @@ read :func:`current_attack_rows`:
   case where no cards are at hand and a test set that changed under the same weights.
 
 A cell stored in two precisions (bf16 and fp32) is two cells: ``precision`` is a key
-column, and flags and reports keep the precisions apart. Rows written before that column
-existed (blank there) were fp32 and count as such.
+column, and flags and reports keep the precisions apart. Rows written before a column
+existed (absent or blank there) had the value of :data:`LATER_COLUMNS`: fp32, the CE
+attack loss, the native backend, no coupled batch.
 """
 
 from __future__ import annotations
@@ -27,6 +28,16 @@ import pandas as pd
 
 HASH_COLUMNS = {"attacker": "attacker_sha256", "defender": "defender_sha256"}
 SPLIT_HASH = "split_hash"
+LATER_COLUMNS = {"attack_loss": "ce", "backend": "native", "precision": "fp32", "coupled_batch": ""}
+"""Columns that attack rows gained after their first version -> the value every row
+written before the column had."""
+
+
+def with_later_columns(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` with every column of :data:`LATER_COLUMNS`, blanks filled with its value."""
+    filled = {column: (rows[column].replace("", value).fillna(value) if column in rows else value)
+              for column, value in LATER_COLUMNS.items()}
+    return rows.assign(**filled)
 
 
 def current_attack_rows(rows: pd.DataFrame, key_columns: Sequence[str],
@@ -39,8 +50,7 @@ def current_attack_rows(rows: pd.DataFrame, key_columns: Sequence[str],
     """
     if rows.empty:
         return rows, ""
-    if "precision" in rows:
-        rows = rows.assign(precision=rows["precision"].replace("", "fp32").fillna("fp32"))
+    rows = with_later_columns(rows)
     earlier, changed = _on_earlier_weights(rows, hashes)
     kept = rows[~earlier]
     hashes_of_a_run = {*HASH_COLUMNS.values(), SPLIT_HASH}

@@ -26,6 +26,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
+from robench.evaluate.current import LATER_COLUMNS
 from robench.evaluate.results import write_csv
 from robench.evaluate.schedule import DEFAULT_SCHEDULE, row_schedule
 
@@ -37,7 +38,7 @@ SANITY = "sanity"
 
 def _typed(row: dict[str, Any]) -> dict[str, Any]:
     out = dict(row)
-    out["precision"] = row.get("precision") or "fp32"  # files from before the column: fp32
+    out["precision"] = row.get("precision") or LATER_COLUMNS["precision"]  # files from before the column
     out["eps"] = float(row["eps"])
     for key in ("correct", "clean_correct", "n", "num_classes"):
         out[key] = int(float(row[key]))

@@ -100,10 +100,6 @@ def load_attacks(path: Path, problems: list[str], hashes: dict[str, str] | None 
     if "experiment" not in frame:
         frame["experiment"] = ["whitebox" if a == d else "blackbox"
                                for a, d in zip(frame["attacker"], frame["defender"])]
-    defaults = (("attack_loss", "ce"), ("backend", "native"), ("precision", "fp32"), ("coupled_batch", ""))
-    for column, default in defaults:
-        if column not in frame:
-            frame[column] = default
     if dataset is not None:
         frame = _of_dataset(frame, dataset, path.name, notes)
     frame["schedule"] = [row_schedule(row) for row in frame.to_dict("records")]
