@@ -154,13 +154,16 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def _positive_float(value: str) -> float:
+def _step_size(value: str) -> float:
+    """``--step-size``: a number or a fraction like 1/255, in (0, 1] (pixels live in [0, 1])."""
+    num, _, den = value.partition("/")
     try:
-        number = float(value)
-    except ValueError:
+        number = float(num) / float(den) if den else float(num)
+    except (ValueError, ZeroDivisionError):
         number = -1.0
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
+    if not 0 < number <= 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a step size in (0, 1] for pixels in [0, 1], like 0.004 or 1/255, got {value!r}")
     return number
 
 
@@ -215,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--attack-loss", default="ce", help="ce | cw | model (default ce, the paper's)")
     at.add_argument("--backend", default="native", help="native | torchattacks | art")
     at.add_argument("--steps", type=_int_at_least(1), help="IFGSM steps (default: Kurakin's rule; FGSM is one step)")
-    at.add_argument("--step-size", type=_positive_float, help="IFGSM step size (default 1/255)")
+    at.add_argument("--step-size", type=_step_size, help="IFGSM step size in (0, 1], e.g. 2/255 (default 1/255)")
     at.add_argument("--num-samples", type=_int_at_least(0), default=0, help="first N test samples (default: all)")
     at.add_argument("--batch-size", type=_int_at_least(1), default=0,
                     help="test samples attacked together (default 256 on CPU, 4096 on CUDA)")

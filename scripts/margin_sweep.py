@@ -31,6 +31,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float)
     parser.add_argument("--data-root", default="data")
     args = parser.parse_args()
+    if args.dataset == "imagenet32":
+        parser.error("imagenet32's validation split is its test set (val_data); choosing δ on it would select "
+                     "on the test set. Take cifar10's δ (docs/margins.md)")
     data = load_dataset(args.dataset, args.data_root)
     with tempfile.TemporaryDirectory() as tmp:
         for loss_bound in args.losses.split(","):

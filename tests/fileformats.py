@@ -4,6 +4,7 @@ Imagenet32 npz); each image encodes its own index in its first pixels."""
 from __future__ import annotations
 
 import pickle
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +46,37 @@ def write_idx_set(directory: Path, gz: bool, n_train: int = 50, n_test: int = 20
     return arrays
 
 
-def write_cifar(root: Path, per_batch: int = 20, n_test: int = 20, protocol: int = 2, seed=0):
-    """cifar-10-batches-py: five training batches and a test batch, pickled like the real ones."""
+def _py2_str(value: bytes) -> bytes:
+    """SHORT_BINSTRING: a Python 2 ``str`` (bytes when read with encoding="bytes")."""
+    return b"U" + bytes([len(value)]) + value
+
+
+def _py2_int(value: int) -> bytes:
+    """BININT1 or BININT2."""
+    return b"K" + bytes([value]) if value < 256 else b"M" + struct.pack("<H", value)
+
+
+def python2_cifar_batch(data: np.ndarray, labels: list[int], label: bytes) -> bytes:
+    """One CIFAR-10 batch as the real files are: Python 2 cPickle, protocol 2, written
+    opcode by opcode (not by this Python's pickle, which writes ``numpy._core`` globals
+    and unicode strings). A dict of str keys; ``data`` through
+    ``numpy.core.multiarray._reconstruct`` and a BUILD of (1, shape, dtype('u1'), False,
+    raw bytes as a str); ``labels`` a list of ints; ``filenames`` a list of str."""
+    n, size = data.shape
+    dtype = (b"cnumpy\ndtype\n" + _py2_str(b"u1") + b"K\x00K\x01\x87R"  # dtype('u1', False, True)
+             + b"(K\x03" + _py2_str(b"|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb")  # its state
+    array = (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85" + _py2_str(b"b") + b"\x87R"
+             + b"(K\x01" + _py2_int(n) + _py2_int(size) + b"\x86" + dtype + b"\x89"  # version, shape, dtype, C order
+             + b"T" + struct.pack("<I", data.nbytes) + data.tobytes() + b"tb")  # raw bytes; BUILD
+    label_list = b"](" + b"".join(_py2_int(int(v)) for v in labels) + b"e"
+    names = b"](" + b"".join(_py2_str(f"img_{i}.png".encode()) for i in range(n)) + b"e"
+    return (b"\x80\x02}(" + _py2_str(b"batch_label") + _py2_str(label) + _py2_str(b"data") + array
+            + _py2_str(b"labels") + label_list + _py2_str(b"filenames") + names + b"u.")
+
+
+def write_cifar(root: Path, per_batch: int = 20, n_test: int = 20, protocol: int | str = 2, seed=0):
+    """cifar-10-batches-py: five training batches and a test batch, pickled with
+    ``protocol`` or, with ``protocol="python2"``, byte for byte as the real ones are."""
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -54,14 +84,15 @@ def write_cifar(root: Path, per_batch: int = 20, n_test: int = 20, protocol: int
     train_y = rng.integers(0, 10, 5 * per_batch)
     test_x = _images(n_test, (3072,), seed + 1)
     test_y = rng.integers(0, 10, n_test)
-    for i in range(5):
-        part = slice(i * per_batch, (i + 1) * per_batch)
-        batch = {b"batch_label": b"training batch", b"data": train_x[part],
-                 b"labels": [int(v) for v in train_y[part]]}
-        with open(folder / f"data_batch_{i + 1}", "wb") as f:
-            pickle.dump(batch, f, protocol=protocol)
-    with open(folder / "test_batch", "wb") as f:
-        pickle.dump({b"data": test_x, b"labels": [int(v) for v in test_y]}, f, protocol=protocol)
+    parts = [(f"data_batch_{i + 1}", train_x[i * per_batch : (i + 1) * per_batch],
+              train_y[i * per_batch : (i + 1) * per_batch], f"training batch {i + 1} of 5".encode())
+             for i in range(5)]
+    for name, x, y, label in [*parts, ("test_batch", test_x, test_y, b"testing batch 1 of 1")]:
+        if protocol == "python2":
+            (folder / name).write_bytes(python2_cifar_batch(x, [int(v) for v in y], label))
+        else:
+            batch = {b"batch_label": label, b"data": x, b"labels": [int(v) for v in y]}
+            (folder / name).write_bytes(pickle.dumps(batch, protocol=protocol))
     return train_x, train_y, test_x, test_y
 
 

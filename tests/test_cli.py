@@ -59,6 +59,9 @@ def test_user_errors_exit_2_with_one_line(args, message, tmp_path):
         (["zoo", "list", "--zoo-dir", "a-file"], "Not a directory: a-file"),
         (["report", "--dataset", "digits", "--out", "a-file"], "Not a directory: a-file"),
         (["attack", "--whitebox", "--dataset", "digits", "--steps", "0"], "--steps: expected an integer >= 1"),
+        (["attack", "--whitebox", "--dataset", "digits", "--step-size", "2"],  # 0-255 units: α would be 2
+         "--step-size: expected a step size in (0, 1]"),
+        (["attack", "--whitebox", "--dataset", "digits", "--step-size", "1/0"], "like 0.004 or 1/255, got '1/0'"),
     ],
 )
 def test_path_and_option_errors_exit_2_with_one_line(args, message, tmp_path):
@@ -67,6 +70,13 @@ def test_path_and_option_errors_exit_2_with_one_line(args, message, tmp_path):
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_step_size_takes_a_fraction():
+    from robench.cli import build_parser
+
+    args = build_parser().parse_args(["attack", "--whitebox", "--dataset", "digits", "--step-size", "2/255"])
+    assert args.step_size == 2 / 255
 
 
 def _copied_member(digits_zoo, tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +141,39 @@ def test_idx_plain_and_gz_give_same_dataset(tmp_path, no_system_dirs):
     a, b = load_dataset("mnist", tmp_path / "a"), load_dataset("mnist", tmp_path / "b")
     assert a.split_hash == b.split_hash
     assert torch.equal(a.train.x, b.train.x) and torch.equal(a.val.y, b.val.y)
+
+
+def test_idx_header_written_by_hand(tmp_path, no_system_dirs):
+    """The idx layout from its specification, not from robench's writer: big-endian
+    magic 0x00000803 / 0x00000801, big-endian dimensions, then row-major uint8."""
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    images = np.arange(3 * 28 * 28, dtype=np.int64).reshape(3, 28, 28).astype(np.uint8)
+    for split, n in (("train", 20), ("t10k", 3)):
+        x = np.resize(images, (n, 28, 28))
+        (raw / f"{split}-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03" + struct.pack(">3I", n, 28, 28)
+                                                       + x.tobytes())
+        (raw / f"{split}-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01" + struct.pack(">I", n)
+                                                       + bytes([7, 2, 5] * (n // 3) + [1] * (n % 3)))
+    ds = load_dataset("mnist", tmp_path)
+    assert np.array_equal(ds.test.x[:, 0].numpy(), images) and ds.test.y.tolist() == [7, 2, 5]
+    assert int(ds.test.x[1, 0, 0, 1]) == (28 * 28 + 1) % 256  # image 1, row 0, column 1
+
+
+def test_half_extracted_plain_file_falls_back_to_its_gz(tmp_path, no_system_dirs):
+    """A download killed while extracting leaves a truncated plain file beside the
+    complete .gz; the .gz files are read instead, with the same data."""
+    raw = tmp_path / "MNIST" / "raw"
+    write_idx_set(raw, gz=True)
+    reference = load_dataset("mnist", tmp_path)
+    write_idx_set(raw, gz=False)
+    plain = raw / "t10k-labels-idx1-ubyte"
+    plain.write_bytes(plain.read_bytes()[:10])
+    ds = load_dataset("mnist", tmp_path)
+    assert ds.split_hash == reference.split_hash and torch.equal(ds.test.y, reference.test.y)
+    for packed in raw.glob("*.gz"):
+        packed.unlink()
+    _user_error(plain, load_dataset, "mnist", tmp_path)  # no archive beside it: the error stands
 
 
 def test_split_hash_changes_with_data_and_name(tmp_path, no_system_dirs):
@@ -276,7 +310,7 @@ def test_debian_fashion_mnist(tmp_path):
 # -------------------------------------------------------------------------------- cifar10
 
 
-@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+@pytest.mark.parametrize("protocol", ["python2", 2, pickle.HIGHEST_PROTOCOL])
 def test_cifar10_load(tmp_path, protocol):
     train_x, train_y, test_x, test_y = write_cifar(tmp_path, protocol=protocol)
     ds = load_dataset("cifar10", tmp_path)
@@ -341,6 +375,41 @@ def test_cifar10_corrupt(tmp_path, case):
     if case == "forbidden class":
         assert "system" in message and "not allowed" in message
         assert not (tmp_path / "pwned").exists()
+
+
+def test_python2_batch_fixture_is_what_python2_wrote():
+    """The fixture's opcodes: protocol 2, numpy.core globals, Python 2 strs (bytes), no
+    unicode; a plain unpickler reads the same array and labels."""
+    import pickletools
+
+    from fileformats import python2_cifar_batch
+
+    data = np.arange(2 * 3072, dtype=np.int64).reshape(2, 3072).astype(np.uint8)
+    raw = python2_cifar_batch(data, [3, 9], b"training batch 1 of 5")
+    ops = [(op.name, arg) for op, arg, _ in pickletools.genops(raw)]
+    assert ops[0] == ("PROTO", 2) and ("GLOBAL", "numpy.core.multiarray _reconstruct") in ops
+    assert not any(name.endswith("UNICODE") for name, _ in ops)
+    batch = pickle.loads(raw, encoding="bytes")
+    assert set(batch) == {b"batch_label", b"data", b"labels", b"filenames"}
+    assert np.array_equal(batch[b"data"], data) and batch[b"labels"] == [3, 9]
+
+
+def test_cifar10_corrupt_batch_is_fetched_again_with_download(tmp_path, monkeypatch):
+    """A batch cut short (extraction killed) passes the existence check; with --download
+    the batches are fetched again (torchvision checks their MD5s), without it the error
+    says how to repair."""
+    import robench.data.cifar10 as cifar
+
+    train_x, *_ = write_cifar(tmp_path)
+    bad = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    intact = bad.read_bytes()
+    bad.write_bytes(intact[: len(intact) // 2])
+    message = _user_error(bad, load_dataset, "cifar10", tmp_path)
+    assert "pass --download" in message
+    fetched = []
+    monkeypatch.setattr(cifar, "_download", lambda root: (fetched.append(root), bad.write_bytes(intact)))
+    ds = load_dataset("cifar10", tmp_path, download=True)
+    assert fetched == [tmp_path] and len(ds.train) + len(ds.val) == len(train_x)
 
 
 def test_cifar10_missing(tmp_path):

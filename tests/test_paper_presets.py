@@ -9,6 +9,8 @@ import torch
 
 import robench.train.trainer as trainer
 from fileformats import write_cifar, write_idx_set, write_imagenet32
+from robench.data.subsets import paper_fractions, subset_size
+from robench.experiments.common import plan_for
 from robench.presets import train_spec
 from robench.train.members import train_zoo
 from robench.train.schedules import step_decay_lr
@@ -39,8 +41,34 @@ def test_paper_schedules_match_the_paper():
     assert train_spec("cifar10", "paper", "hinge").epochs == 100
     assert [step_decay_lr(0.1, 0.5, s, 0, 6000, 0) for s in (0, 5999, 6000, 12000)] == [0.1, 0.1, 0.05, 0.025]
     imnet = train_spec("imagenet32", "paper", "ce")
-    assert (imnet.lr, imnet.momentum, imnet.lr_decay, imnet.lr_decay_epochs, imnet.epochs) == (0.01, 0.9, 0.2, 10, 25)
+    assert (imnet.lr, imnet.momentum, imnet.lr_decay, imnet.epochs) == (0.01, 0.9, 0.2, 25)
     assert train_spec("imagenet32", "paper", "hinge").epochs == 30
+
+
+def test_imagenet32_decay_in_steps_is_every_10_epochs_of_the_whole_split():
+    """Paper: × 0.2 every 10 epochs. Counted in steps (5,004 full batches of 256 per
+    epoch of 1,281,167 images), every step of a whole-split run gets the epoch rule's
+    rate, and a 1,000-step run on a tiny subset is not decayed."""
+    imnet = train_spec("imagenet32", "paper", "1toN")
+    steps_per_epoch = 1_281_167 // 256
+    assert imnet.lr_decay_epochs == 0 and imnet.lr_decay_steps == 10 * steps_per_epoch
+    for epoch in range(30):
+        for step in (epoch * steps_per_epoch, (epoch + 1) * steps_per_epoch - 1):
+            by_steps = step_decay_lr(imnet.lr, imnet.lr_decay, step, epoch, imnet.lr_decay_steps, 0)
+            by_epochs = step_decay_lr(imnet.lr, imnet.lr_decay, step, epoch, 0, 10)
+            assert by_steps == by_epochs, (epoch, step)
+    assert step_decay_lr(imnet.lr, imnet.lr_decay, 999, 166, imnet.lr_decay_steps, 0) == imnet.lr
+
+
+@pytest.mark.parametrize("dataset, num_train, num_classes", [
+    ("digits", 1293, 10), ("mnist", 54000, 10), ("fashion-mnist", 54000, 10), ("cifar10", 45000, 10),
+    ("imagenet32", 1_281_167, 1000)])
+def test_paper_generalization_subsets_hold_at_least_one_image_per_class(dataset, num_train, num_classes):
+    """The training splits' sizes (90 % of the train file; all of ImageNet32's): a subset smaller than the class
+    count cannot show every class, and a batch of one class makes the 1-to-N loss 0."""
+    plan = plan_for("generalization", "paper", dataset)
+    assert min(subset_size(num_train, f) for f in plan.settings) >= num_classes
+    assert set(plan.settings) <= set(paper_fractions()) and 1.0 in plan.settings
 
 
 @pytest.mark.slow

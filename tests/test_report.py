@@ -205,7 +205,11 @@ def test_output_layout(report):
     for name in ("clean_accuracy", "whitebox", "blackbox", "matrix", "generalization", "noise", "claims",
                  "flags", "margins"):
         assert (out / "tables" / f"{name}.csv").stat().st_size > 0, name
-        assert (out / "tables" / f"{name}.md").read_text().startswith(("|", "###")), name
+        text = (out / "tables" / f"{name}.md").read_text()
+        if name in ("whitebox", "blackbox"):  # what every row shares, then the table
+            head, _, text = text.partition("\n\n")
+            assert head == "Every row: attack loss ce, backend native, schedule default, n 100, precision fp32."
+        assert text.startswith(("|", "###")), name
     leftovers = [p.name for p in out.rglob("*") if p.name.endswith(".tmp")]
     assert not leftovers
 
@@ -509,7 +513,7 @@ def test_runs_with_another_schedule_are_kept_apart(tmp_path, zoo_dir):
     claims_now = pd.read_csv(tmp_path / "out" / "tables" / "claims.csv")
     claims_clean = pd.read_csv(_clean_report(tmp_path / "clean", zoo_dir) / "tables" / "claims.csv")
     pd.testing.assert_frame_equal(claims_now, claims_clean)
-    assert "each attack's default schedule" in index.read_text()
+    assert "per mode and attack, the default schedule" in index.read_text()
 
 
 def test_rows_of_another_dataset_are_left_out(tmp_path, zoo_dir):
@@ -566,3 +570,91 @@ def test_each_mode_keeps_its_own_schedule(tmp_path, zoo_dir):
     assert len(blackbox_ifgsm) == sum(r["experiment"] == "blackbox" and r["attack"] == "ifgsm" for r in rows)
     assert set(blackbox_ifgsm["schedule"]) == {"steps 29, step default"}
     assert (tmp_path / "out" / "figures" / "blackbox.png").exists()
+
+
+def test_matrix_and_pooled_claims_read_one_precision(tmp_path, zoo_dir):
+    """Black-box rows in bf16, white-box rows in fp32: the matrix's diagonal and the claims
+    that pool both modes must not mix them. One precision (the one with the most rows,
+    here bf16) is used for both modes; the white-box mode says why it has no figure."""
+    from robench.report.load import load_results, primary_attacks
+
+    rows = attack_rows(zoo_hashes(zoo_dir))
+    rows = [{**r, "precision": "bf16" if r["experiment"] == "blackbox" else "fp32"} for r in rows]
+    make_results(tmp_path / "results", zoo_dir)
+    _write_csv(tmp_path / "results" / "attacks.csv", rows)
+    index = write_report(DATASET, tmp_path / "results", zoo_dir, tmp_path / "out", margins=False).read_text()
+    primary, note = primary_attacks(load_results(DATASET, tmp_path / "results", zoo_dir).attacks)
+    assert set(primary["precision"]) == {"bf16"} and set(primary["experiment"]) == {"blackbox"}
+    assert "precision bf16" in note
+    assert "attack loss, backend and precision the figures use" in index
+    matrix = pd.read_csv(tmp_path / "out" / "tables" / "matrix.csv")
+    assert (matrix["attacker"] != matrix["defender"]).all()  # no fp32 diagonal among bf16 cells
+    assert "the diagonal is white-box (bf16; 100 test images)" in index
+
+
+def test_an_attack_on_fewer_samples_keeps_its_own_rows(tmp_path, zoo_dir):
+    """White-box IFGSM stored on 40 samples only: the largest sample count is chosen per
+    attack, so IFGSM stays in the figure and the claims, and the caption gives both counts."""
+    from robench.report.load import load_results, primary_attacks
+
+    rows = attack_rows(zoo_hashes(zoo_dir))
+    for r in rows:
+        if r["experiment"] == "whitebox" and r["attack"] == "ifgsm":
+            r.update(n=40, correct=round(r["accuracy"] * 40), accuracy=round(r["accuracy"] * 40) / 40)
+    make_results(tmp_path / "results", zoo_dir)
+    _write_csv(tmp_path / "results" / "attacks.csv", rows)
+    index = write_report(DATASET, tmp_path / "results", zoo_dir, tmp_path / "out", margins=False).read_text()
+    primary, _ = primary_attacks(load_results(DATASET, tmp_path / "results", zoo_dir).attacks)
+    whitebox = primary[primary["experiment"] == "whitebox"]
+    assert dict(whitebox.groupby("attack")["n"].unique().map(list)) == {"fgsm": [N], "ifgsm": [40]}
+    assert "FGSM on 100 test images, IFGSM on 40 test images" in index
+    claims = pd.read_csv(tmp_path / "out" / "tables" / "claims.csv").set_index("claim")
+    assert claims.loc["4", "n"] == 2 * 2  # 1-to-N − hinge per (attack, ε > 0): both attacks count
+
+
+def test_describe_rows():
+    from robench.report.load import describe_rows
+
+    rows = pd.DataFrame({"attack": ["fgsm", "ifgsm", "ifgsm"], "n": [10, 10, 10], "precision": ["fp32"] * 3,
+                         "schedule": ["default", "default", "steps 5, step default"]})
+    assert describe_rows(rows) == "fp32; 10 test images; IFGSM schedule steps 5, step default"
+    assert describe_rows(rows.iloc[:0]) == ""
+
+
+def test_matrix_panels_share_rows_and_columns():
+    """IFGSM rows of one attacker missing: every panel still has every attacker row (blank
+    cells), so the first panel's labels fit all of them."""
+    from robench.report.figures import matrix_figure
+
+    members = ["ce-s0", "ce-s1", "hinge-d1-s0"]
+    long = pd.DataFrame([{"attack": a, "eps": 0.1, "attacker": att, "defender": d, "accuracy": 0.5}
+                         for a in ATTACKS for att in members for d in members
+                         if not (a == "ifgsm" and att == "ce-s0")])
+    fig = matrix_figure(long, 0.1, members)
+    fgsm, ifgsm = [ax for ax in fig.axes if ax.get_title()]
+    cells = [ax.collections[0].get_array() for ax in (fgsm, ifgsm)]
+    assert cells[0].shape == cells[1].shape == (3, 3)
+    assert cells[1].mask[0].all() and not cells[1].mask[1:].any()  # ce-s0's IFGSM row is blank
+
+
+def test_legend_lists_members_of_every_panel():
+    from robench.report.figures import attack_figure, make_palette
+
+    rows = pd.DataFrame([{"attack": a, "eps": e, "accuracy": 0.5, "defender": m}
+                         for a in ATTACKS for m in ("ce-s0", "hinge-d1-s0") for e in EPS
+                         if not (a == "ifgsm" and m == "hinge-d1-s0")])
+    fig = attack_figure(rows, "t", make_palette(["ce-s0", "hinge-d1-s0"]), {"ce-s0": "ce", "hinge-d1-s0": "hinge"})
+    labels = [text.get_text() for text in fig.legends[0].get_texts()]
+    assert "hinge-d1-s0" in labels and "ce-s0" in labels
+
+
+def test_presets_named_from_a_card_training_record():
+    from robench.config import to_dict
+    from robench.presets import presets_matching, train_spec
+
+    quick = to_dict(train_spec("mnist", "quick", "hinge"))
+    assert presets_matching("mnist", "hinge", quick) == ["quick"]
+    assert presets_matching("mnist", "ce", quick) == []  # hinge trains longer
+    assert presets_matching("mnist", "hinge", {**quick, "lr": 0.5}) == []
+    assert presets_matching("digits", "ce", to_dict(train_spec("digits", "quick", "ce"))) == ["paper", "quick"]
+    assert presets_matching("nosuch", "ce", quick) == []

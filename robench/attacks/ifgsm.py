@@ -7,7 +7,7 @@ workshop (arXiv:1607.02533, 2016), §2.2, Eq. (2)–(3):
 
 where Clip_{x,ε} keeps each pixel in [x − ε, x + ε] ∩ [0, 1]. The paper's choice, used
 when not overridden: α = 1 (of 255) per step, i.e. α = 1/255 for pixels in [0, 1], and
-⌊min(ε + 4, 1.25 ε)⌋ steps with ε in pixel units (:func:`~robench.attacks.base.kurakin_steps`).
+⌊min(ε + 4, 1.25 ε)⌋ steps with ε on the 0–255 scale (:func:`~robench.attacks.base.kurakin_steps`).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ Split: a fixed-seed 90 / 10 train / validation hold-out of the 50k training imag
 from __future__ import annotations
 
 import codecs
+import logging
 import pickle
 from pathlib import Path
 
@@ -28,6 +29,8 @@ from robench.data.base import (
     register_source,
 )
 from robench.errors import UserError
+
+log = logging.getLogger(__name__)
 
 NAME = "cifar10"
 FOLDER = "cifar-10-batches-py"
@@ -126,6 +129,15 @@ def _download(root: Path) -> None:
         ) from None
 
 
+def _read_batches(root: Path) -> tuple[Split, Split]:
+    """(the five training batches as one split, the test batch)."""
+    *train_files, test_file = _files(root)
+    parts = [read_batch(p) for p in train_files]
+    full = Split(torch.cat([p.x for p in parts]), torch.cat([p.y for p in parts]))
+    del parts
+    return full, read_batch(test_file)
+
+
 def _load(root: Path, download: bool) -> Dataset:
     missing = SOURCE.missing(root)
     if missing and download:
@@ -133,12 +145,15 @@ def _load(root: Path, download: bool) -> Dataset:
         missing = SOURCE.missing(root)
     if missing:
         raise SOURCE.missing_error(missing)
-    *train_files, test_file = _files(root)
-    parts = [read_batch(p) for p in train_files]
-    full = Split(torch.cat([p.x for p in parts]), torch.cat([p.y for p in parts]))
-    del parts
+    try:
+        full, test = _read_batches(root)
+    except UserError as error:
+        if not download:
+            raise UserError(f"{error}; extract the batches again or pass --download") from None
+        log.warning("%s; downloading again (torchvision checks each batch's MD5)", error)
+        _download(root)
+        full, test = _read_batches(root)
     train, val = holdout(full)
-    test = read_batch(test_file)
     return make_dataset(
         NAME, train, val, test,
         num_classes=NUM_CLASSES, pixel_max=255.0, mean=MEAN, std=STD, augment=True,

@@ -8,8 +8,10 @@ training images; never a float copy of the whole set).
 
 Split, per PROTOCOL.md "all train; val = test": every training image is in ``train`` and
 there is no separate validation split — ``val`` *is* the ``test`` split (the same
-tensors), so model selection on ``val`` for imagenet32 is selection on test, as in the
-paper. ImageNet cannot be downloaded automatically: the error says where to get it.
+tensors), so model selection on ``val`` for imagenet32 would be selection on test:
+nothing in robench selects on it (cards record ``val_accuracy`` only, and
+``scripts/margin_sweep.py`` refuses imagenet32). ImageNet cannot be downloaded
+automatically: the error says where to get it.
 """
 
 from __future__ import annotations

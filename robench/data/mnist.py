@@ -12,6 +12,7 @@ the full set); the t10k file is the test split. No augmentation.
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,8 @@ from robench.data.base import (
 )
 from robench.data.idx import read_idx_images, read_idx_labels
 from robench.errors import UserError
+
+log = logging.getLogger(__name__)
 
 IDX_NAMES = (
     "train-images-idx3-ubyte",
@@ -104,6 +107,24 @@ def _split(images: Path, labels: Path) -> Split:
     return Split(torch.from_numpy(x).unsqueeze(1), torch.from_numpy(np.asarray(y)))
 
 
+def _packed(path: Path) -> Path:
+    return path if path.suffix == ".gz" else path.with_name(f"{path.name}.gz")
+
+
+def _read_split(images: Path, labels: Path) -> Split:
+    """:func:`_split` of the two files; when a plain file cannot be read and both .gz
+    files lie beside them, the .gz files (a download killed while extracting leaves a
+    truncated plain file next to its complete archive)."""
+    try:
+        return _split(images, labels)
+    except UserError as error:
+        packed = [_packed(images), _packed(labels)]
+        if packed == [images, labels] or not all(p.is_file() for p in packed):
+            raise
+        log.warning("%s; reading %s and %s instead", error, packed[0].name, packed[1].name)
+        return _split(*packed)
+
+
 def _load(spec: IdxSpec, root: Path, download: bool) -> Dataset:
     source = SOURCES[spec.name]
     missing = source.missing(root)
@@ -113,8 +134,8 @@ def _load(spec: IdxSpec, root: Path, download: bool) -> Dataset:
     if missing:
         raise source.missing_error(missing)
     train_images, train_labels, test_images, test_labels = _files(spec, root)
-    train, val = holdout(_split(train_images, train_labels))
-    test = _split(test_images, test_labels)
+    train, val = holdout(_read_split(train_images, train_labels))
+    test = _read_split(test_images, test_labels)
     return make_dataset(
         spec.name, train, val, test,
         num_classes=10, pixel_max=255.0, mean=spec.mean, std=spec.std, augment=False,

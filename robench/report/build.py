@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from robench.presets import presets_matching
 from robench.report import claims as claims_mod
 from robench.report import figures as figs
 from robench.report import tables as tab
 from robench.report.content import Section, TableView
-from robench.report.load import Results
+from robench.report.load import Results, describe_rows
 from robench.report.margins import margin_summary, member_margins
 
 COLLAPSE_ROWS = 25
@@ -163,7 +164,7 @@ def _margins(ctx: Context, cards: list[dict], section: Section) -> None:
         return
     summary = margin_summary(margins)
     tab.write_table(ctx.tables_dir, "margins", summary, tab.display(summary))
-    fig = figs.margin_figure(margins, ctx.order(margins["member"]))
+    fig = figs.margin_figure(margins, ctx.order(margins["member"]), ctx.palette)
     section.figures.append(figs.save_figure(
         fig, ctx.figures_dir, "margins",
         "Clean logit margins z_y − max_{k≠y} z_k on the test split, per member (lines: quartiles). "
@@ -197,12 +198,24 @@ def experiment_section(ctx: Context, experiment: str) -> Section:
     shown = tab.summary_display(summary)
     tab.write_table(ctx.tables_dir, experiment, summary, shown)
     fig = figs.experiment_figure(summary, experiment, ctx.palette, ctx.losses)
-    section.figures.append(figs.save_figure(fig, ctx.figures_dir, experiment, caption))
+    section.figures.append(figs.save_figure(fig, ctx.figures_dir, experiment, f"{caption} {_sizes(rows, experiment)}"))
     section.tables.append(TableView(experiment, f"{experiment}: mean, 95 % CI, paired difference to ce", shown,
                                     "member − ce: mean over the repeats both have of the per-repeat difference, "
                                     "with its paired t-interval.", collapsed=len(shown) > COLLAPSE_ROWS))
     section.notes.extend(stop_reason_notes(rows, experiment))
     return section
+
+
+def _sizes(rows: pd.DataFrame, experiment: str) -> str:
+    """The test (and, for noise, training) set sizes behind an experiment's figure."""
+    def images(column: str) -> str:
+        values = sorted({int(v) for v in rows[column].dropna()}) if column in rows else []
+        return "/".join(f"{v:,}" for v in values) or "?"
+
+    text = f"Test accuracy on {images('num_test')} test images"
+    if experiment == "noise":
+        text += f"; {images('num_train')} training images per noisy set"
+    return text + "."
 
 
 def stop_reason_notes(rows: pd.DataFrame, experiment: str) -> list[str]:
@@ -247,28 +260,37 @@ def attack_section(ctx: Context, mode: str) -> Section:
         section.notes.append(_missing(ctx.run[mode], f"{'black' if mode == 'blackbox' else 'white'}-box results"))
         return section
     shown = tab.attack_pivot(long, mode, list(ctx.palette))
-    tab.write_table(ctx.tables_dir, mode, long, shown)
+    shared = f"Every row: {tab.shared_run_settings(long)}."
+    tab.write_table(ctx.tables_dir, mode, long, f"{shared}\n\n{tab.to_markdown(shown)}")
     rows = ctx.primary[ctx.primary["experiment"] == mode]
     if ctx.primary_note:
         section.notes.append(ctx.primary_note)
     if rows.empty:
-        section.notes.append("None of these rows is of the attack loss and backend the figures use, so this "
-                             "mode has no figure.")
+        section.notes.append("None of these rows is of the attack loss, backend and precision the figures use, "
+                             "so this mode has no figure.")
     elif mode == "blackbox":
         attacker = figure_attacker(rows)
         rows = rows[rows["attacker"] == attacker]
         title, caption = (f"transfer attacks crafted on {attacker}",
-                          f"Accuracy of each defender under FGSM / IFGSM crafted on {attacker} (black-box), vs ε.")
+                          f"Accuracy of each defender under {_attack_names(rows)} crafted on {attacker} "
+                          f"(black-box), vs ε ({describe_rows(rows)}).")
         if tab.matrix_attackers(ctx.primary):
             caption += " Other attackers: see the matrix section and the table."
     else:
-        title, caption = "each member attacks itself", "Accuracy of each member under its own FGSM / IFGSM (white-box), vs ε."
+        title, caption = ("each member attacks itself",
+                          f"Accuracy of each member under its own {_attack_names(rows)} (white-box), vs ε "
+                          f"({describe_rows(rows)}).")
     if not rows.empty:
         fig = figs.attack_figure(rows, title, ctx.palette, ctx.losses)
         section.figures.append(figs.save_figure(fig, ctx.figures_dir, mode, caption))
-    section.tables.append(TableView(mode, f"{mode} accuracy per member, attack and ε", shown,
+    section.tables.append(TableView(mode, f"{mode} accuracy per member, attack and ε", shown, shared,
                                     collapsed=len(shown) > COLLAPSE_ROWS))
     return section
+
+
+def _attack_names(rows: pd.DataFrame) -> str:
+    """The attacks of ``rows`` as a caption names them, e.g. ``FGSM / IFGSM``."""
+    return " / ".join(attack.upper() for attack in sorted(set(rows["attack"])))
 
 
 def matrix_section(ctx: Context) -> Section:
@@ -284,10 +306,11 @@ def matrix_section(ctx: Context) -> Section:
     if ctx.matrix_eps is not None and abs(eps - ctx.matrix_eps) > 1e-12:
         section.notes.append(f"ε = {ctx.matrix_eps:g} is not on the grid; showing the nearest, ε = {tab.fmt_eps(eps)}.")
     fig = figs.matrix_figure(long, eps, members)
+    used = ctx.primary[ctx.primary["attacker"].isin(set(long["attacker"]))]
     section.figures.append(figs.save_figure(
         fig, ctx.figures_dir, "matrix",
         f"Accuracy of each defender (columns) under attacks crafted on each attacker (rows) at ε = {tab.fmt_eps(eps)}; "
-        "the diagonal is white-box."))
+        f"the diagonal is white-box ({describe_rows(used)})."))
     for attack in sorted(long["attack"].unique()):
         wide = tab.matrix_pivot(long, attack, eps, members)
         shown = tab.display(wide.reset_index().rename(columns={"attacker": "attacker \\ defender"}))
@@ -302,8 +325,9 @@ CHOICES = (
     "Paper: losses CE, squared hinge and 1-to-N with bounds [−δ, δ] and [0, δ] and the 1-to-N + CE joint loss; "
     "batch 256, RMSProp, BatchNorm, no dropout; subsets doubling from 0.125 %, 5 per fraction; noise 0–80 %; "
     "FGSM and IFGSM; black-box attacker a CE model.",
-    "robench: RMSProp with TensorFlow 1.15 semantics; unit-norm last layer for 1-to-N; δ values chosen on the "
-    "validation split; IFGSM α = 1/255 with Kurakin's step rule; ε grids; attacker = CE of another seed; "
+    "robench: RMSProp with TensorFlow 1.15 semantics; unit-norm last layer for 1-to-N; δ = 1 and 4, chosen on "
+    "digits' validation split and shipped as a starting point for the other datasets (docs/margins.md); "
+    "IFGSM α = 1/255 with Kurakin's step rule; ε grids; attacker = CE of another seed; "
     "minimum optimizer steps on tiny subsets; the 80 % training-accuracy stop rule for noisy labels; "
     "repeats paired by subset or noisy set (5 in the paper preset, 3 in quick) and 95 % t-intervals; "
     "the digits dataset and quick presets.",
@@ -314,11 +338,15 @@ CHOICES = (
 def _versions(ctx: Context) -> pd.DataFrame:
     """robench / torch versions, preset and split hash per result source."""
     res, out = ctx.results, []
-    a, keys = res.attacks, ["robench_version", "torch_version", "split_hash"]
-    if not a.empty and set(keys) <= set(a.columns):
-        for (rv, tv, split), group in a.groupby(keys):
-            out.append({"source": "attacks.csv", "rows": len(group), "robench": rv, "torch": tv,
-                        "preset": "", "split hash": split[:16]})
+    keys = ["robench_version", "torch_version", "split_hash", "defender_preset"]
+    presets = {card["name"]: _card_preset(card, numbers=False) for card in res.cards}
+    for source, a in (("attacks.csv (ε sweeps)", res.attacks), ("attacks.csv (ε = 1 sanity cells)", res.sanity)):
+        if a.empty or not set(keys[:-1]) <= set(a.columns):
+            continue
+        a = a.assign(defender_preset=a["defender"].map(presets).fillna("defenders without a zoo card"))
+        for (rv, tv, split, preset), group in a.groupby(keys):
+            out.append({"source": source, "rows": len(group), "robench": rv, "torch": tv,
+                        "preset": preset, "split hash": split[:16]})
     for name, rows in res.experiments.items():
         if rows.empty or not {"versions", "preset", "split_hash"} <= set(rows.columns):
             continue
@@ -342,9 +370,18 @@ def _json(text: str) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _card_preset(card: dict) -> str:
+def _card_preset(card: dict, numbers: bool = True) -> str:
+    """The preset a card's member was trained with, e.g. ``quick (epochs 3, lr 0.003,
+    batch 128)``, or without ``numbers`` just ``quick``; the numbers alone for a spec
+    that is no preset's."""
     train = card.get("train", {})
-    return f"epochs {train.get('epochs')}, lr {train.get('lr')}, batch {train.get('batch_size')}" if train else ""
+    if not train:
+        return ""
+    values = f"epochs {train.get('epochs')}, lr {train.get('lr')}, batch {train.get('batch_size')}"
+    names = " = ".join(presets_matching(str(card.get("dataset")), str(card.get("loss", {}).get("name")), train))
+    if not names:
+        return values
+    return f"{names} ({values})" if numbers else names
 
 
 def protocol_section(ctx: Context, generator: dict[str, str]) -> Section:

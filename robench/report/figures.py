@@ -77,12 +77,15 @@ def _lines(ax, frame: pd.DataFrame, x: str, palette: dict, losses: dict[str, str
 
 
 def _legend_outside(fig: Figure, axes: list) -> None:
-    """One legend right of the panels (taken from the last panel), the others removed."""
-    handles, labels = axes[-1].get_legend_handles_labels()
+    """One legend right of the panels with every entry of every panel (a member drawn in
+    one panel only is listed too), the panels' own legends removed."""
+    entries: dict[str, object] = {}
     for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
         if ax.get_legend() is not None:
             ax.get_legend().remove()
-    fig.legend(handles, labels, loc="outside right center", frameon=False, fontsize="small")
+    fig.legend(list(entries.values()), list(entries), loc="outside right center", frameon=False, fontsize="small")
 
 
 def _percent(value: float, _pos=None) -> str:
@@ -100,7 +103,7 @@ def experiment_figure(summary: pd.DataFrame, experiment: str, palette: dict, los
     settings = sorted(summary["setting"].unique())
     if experiment == "generalization":
         ax.set_xscale("log")
-        ax.set_xlabel("training subset (fraction of the training split, log scale)")
+        ax.set_xlabel("training subset (% of the training split, log scale)")
     else:
         ax.set_xlabel("label noise rate")
     ax.set_xticks(settings)
@@ -137,15 +140,17 @@ def matrix_figure(long: pd.DataFrame, eps: float, members: list[str]) -> Figure:
     """Heatmap of attacker (rows) × defender (columns) accuracy at one ε, one panel per attack;
     rows and columns follow the order of ``members``."""
     attacks = sorted(long["attack"].unique())
-    width = max(4.0, 0.75 * len(members) + 1.0)
-    height = max(3.0, 0.5 * long["attacker"].nunique() + 2.0)
+    at_eps = long[long["eps"] == eps]
+    attackers = [m for m in members if m in set(at_eps["attacker"])]  # every panel: the same rows and
+    defenders = [m for m in members if m in set(at_eps["defender"])]  # columns, so the labels of the first fit all
+    width = max(4.0, 0.75 * len(defenders) + 1.0)
+    height = max(3.0, 0.5 * len(attackers) + 2.0)
     fig = Figure(figsize=(width * len(attacks), height), layout="constrained")
     axes = fig.subplots(1, len(attacks), squeeze=False)[0]
     for ax, attack in zip(axes, attacks):
-        cell = long[(long["attack"] == attack) & (long["eps"] == eps)]
+        cell = at_eps[at_eps["attack"] == attack]
         wide = cell.pivot_table(index="attacker", columns="defender", values="accuracy", aggfunc="first")
-        wide = wide.reindex(index=[m for m in members if m in wide.index],
-                            columns=[m for m in members if m in wide.columns])
+        wide = wide.reindex(index=attackers, columns=defenders)  # a cell not computed stays blank
         sns.heatmap(wide, vmin=0, vmax=1, cmap="viridis", annot=True, fmt=".2f", ax=ax,
                     cbar=ax is axes[-1], annot_kws={"fontsize": 8}, square=False)
         ax.set_title(f"{attack.upper()}, ε = {fmt_eps(eps)}")
@@ -159,14 +164,16 @@ def matrix_figure(long: pd.DataFrame, eps: float, members: list[str]) -> Figure:
 
 # ---------------------------------------------------------------- margins
 
-def margin_figure(margins: pd.DataFrame, order: list[str]) -> Figure:
-    """Violin per member of the clean logit margin z_y − max_{k≠y} z_k (hue: loss)."""
+def margin_figure(margins: pd.DataFrame, order: list[str], palette: dict[str, tuple]) -> Figure:
+    """Violin per member of the clean logit margin z_y − max_{k≠y} z_k, in the member's
+    colour of every other figure (the y axis names the members)."""
     order = [m for m in order if m in set(margins["member"])]
     with sns.axes_style(STYLE):
         fig = Figure(figsize=(8.0, 0.55 * len(order) + 1.6), layout="constrained")
         ax = fig.subplots()
-    sns.violinplot(data=margins, y="member", x="margin", hue="loss", order=order, cut=0,
-                   inner="quartile", density_norm="width", linewidth=0.8, ax=ax, dodge=False)
+    sns.violinplot(data=margins, y="member", x="margin", hue="member", order=order, hue_order=order,
+                   palette={m: palette[m] for m in order}, cut=0, inner="quartile", density_norm="width",
+                   linewidth=0.8, ax=ax, dodge=False, legend=False)
     ax.axvline(0.0, color="black", linewidth=0.8)
     ax.set_xlabel("clean logit margin  z_y − max_{k≠y} z_k  (< 0: misclassified)")
     ax.set_ylabel("")
@@ -174,5 +181,4 @@ def margin_figure(margins: pd.DataFrame, order: list[str]) -> Figure:
     if math.isfinite(low) and math.isfinite(high) and high > low:
         pad = 0.05 * (high - low)
         ax.set_xlim(min(low, 0) - pad, high + pad)
-    sns.move_legend(ax, "center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize="small", title="loss")
     return fig

@@ -188,36 +188,61 @@ def primary_attacks(attacks: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     own schedule; a results file may also hold other attack losses, peer backends, runs
     with other ``--steps`` / ``--step-size``, ``model``-loss runs on other chunks, runs on
     fewer samples or runs in another precision. The primary rows are attack loss ``ce``
-    (else the most common) and backend ``native`` (else the most common), then per mode
-    (white-box / black-box) :func:`_primary_of_mode`, so no figure or claim averages two
-    schedules or mixes bf16 and fp32 cells of a mode. Tables show every row.
+    (else the most common), backend ``native`` (else the most common) and one precision
+    for both modes (the one with the most rows, fp32 on a tie), so the matrix's white-box
+    diagonal and its black-box cells, and the claims that pool both modes, never mix bf16
+    and fp32; then per mode (white-box / black-box) :func:`_primary_of_mode`, so no figure
+    or claim averages two schedules or two sample counts of an attack. Tables show every
+    row.
     """
     if attacks.empty:
         return attacks, ""
     loss = _preferred(attacks["attack_loss"], "ce")
     backend = _preferred(attacks["backend"], "native")
     same = attacks[(attacks["attack_loss"] == loss) & (attacks["backend"] == backend)]
+    precision = _most_rows(same["precision"], "fp32") if len(same) else ""
+    same = same[same["precision"] == precision]
     modes = [_primary_of_mode(rows) for _, rows in same.groupby("experiment", sort=True)]
     chosen = pd.concat(modes).sort_index().reset_index(drop=True) if modes else same.reset_index(drop=True)
     note = ""
     if len(chosen) < len(attacks):
-        note = (f"Figures and claims use attack loss {loss}, backend {backend} and, per mode, each attack's "
-                "default schedule (else its most common), one coupled batch, the largest sample count and the "
-                f"precision with the most rows ({len(chosen)} of {len(attacks)} rows); the tables list every row.")
+        note = (f"Figures and claims use attack loss {loss}, backend {backend}, precision {precision or 'none'} "
+                "and, per mode and attack, the default schedule (else the most common), one coupled batch and "
+                f"the largest sample count ({len(chosen)} of {len(attacks)} rows); the tables list every row.")
     return chosen, note
 
 
 def _primary_of_mode(rows: pd.DataFrame) -> pd.DataFrame:
-    """One mode's primary rows: per attack the ``default`` schedule (else the most
+    """One mode's primary rows, per attack: the ``default`` schedule (else the most
     common, :func:`robench.evaluate.schedule.row_schedule`), then one ``coupled_batch``
-    (blank, the CE loss's, else the most common), the largest ``n`` and the precision with
-    the most rows (fp32 on a tie)."""
-    schedule = {attack: _preferred(of_attack["schedule"], DEFAULT_SCHEDULE)
-                for attack, of_attack in rows.groupby("attack")}
-    rows = rows[rows["schedule"] == rows["attack"].map(schedule)]
+    (blank, the CE loss's, else the most common) and the largest ``n``."""
+    return pd.concat([_primary_of_attack(of_attack) for _, of_attack in rows.groupby("attack", sort=True)])
+
+
+def _primary_of_attack(rows: pd.DataFrame) -> pd.DataFrame:
+    rows = rows[rows["schedule"] == _preferred(rows["schedule"], DEFAULT_SCHEDULE)]
     rows = rows[rows["coupled_batch"] == _preferred(rows["coupled_batch"], "")]
-    rows = rows[rows["n"] == rows["n"].max()]
-    return rows[rows["precision"] == _most_rows(rows["precision"], "fp32")]
+    return rows[rows["n"] == rows["n"].max()]
+
+
+def describe_rows(rows: pd.DataFrame) -> str:
+    """What a figure's attack rows are, for its caption: precision, test images per
+    attack and any schedule other than the default, e.g. ``bf16; 10,000 test images``."""
+    if rows.empty:
+        return ""
+    parts = [f"{'/'.join(sorted(set(rows['precision'])))}"]
+    counts = {attack: sorted(set(group["n"])) for attack, group in rows.groupby("attack", sort=True)}
+    if len({tuple(n) for n in counts.values()}) == 1:
+        parts.append(f"{_counts(next(iter(counts.values())))} test images")
+    else:
+        parts.append(", ".join(f"{attack.upper()} on {_counts(n)} test images" for attack, n in counts.items()))
+    schedules = {f"{attack.upper()} schedule {schedule}"
+                 for attack, schedule in zip(rows["attack"], rows["schedule"]) if schedule != DEFAULT_SCHEDULE}
+    return "; ".join(parts + sorted(schedules))
+
+
+def _counts(values: list) -> str:
+    return "/".join(f"{int(v):,}" for v in values)
 
 
 def _most_rows(values: pd.Series, tie: str) -> str:

@@ -126,13 +126,24 @@ def _varying(frame: pd.DataFrame, columns: list[str]) -> list[str]:
     return [c for c in columns if c in frame and frame[c].nunique() > 1]
 
 
+RUN_COLUMNS = ["attack_loss", "backend", "schedule", "coupled_batch", "n", "precision"]  # how a row was run
+
+
+def shared_run_settings(long: pd.DataFrame) -> str:
+    """The run settings every row of ``long`` shares (those that vary are columns of
+    :func:`attack_pivot`), e.g. ``attack loss ce, backend native, …, precision bf16``."""
+    shared = [c for c in RUN_COLUMNS if c in long and long[c].nunique() == 1]
+    return ", ".join(f"{c.replace('_', ' ')} {long[c].iloc[0]}" for c in shared
+                     if not (c == "coupled_batch" and long[c].iloc[0] == ""))
+
+
 def attack_pivot(long: pd.DataFrame, mode: str, order: list[str] | None = None) -> pd.DataFrame:
     """Display form: one row per (attacker,) defender and attack, one column per ε;
     members in ``order`` (then by name)."""
     if long.empty:
         return pd.DataFrame()
     index = (["attacker"] if mode == "blackbox" else []) + ["defender", "attack"]
-    index += _varying(long, ["attack_loss", "backend", "schedule", "coupled_batch", "n", "precision"])
+    index += _varying(long, RUN_COLUMNS)
     wide = long.pivot_table(index=index, columns="eps", values="accuracy", aggfunc="first").reset_index()
     rank = {m: i for i, m in enumerate(order or [])}
     keys = [c for c in ("attacker", "defender") if c in wide]
