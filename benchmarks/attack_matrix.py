@@ -370,6 +370,8 @@ def run(device: torch.device, models: int = 8, samples: int = 256, eps=None, tra
     for the device (what ``robench attack`` uses without --batch-size)."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
+    if rounds < 1:
+        raise ValueError(f"rounds must be at least 1, got {rounds}")
     eps = sorted({float(e) for e in (eps if eps is not None else EPS_GRIDS["mnist"])})
     chunk = chunk or attack_runner.DEFAULT_CHUNK.get(device.type, 1024)
     members = build_members(models, train_steps, device, member_batch)

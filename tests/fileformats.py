@@ -57,9 +57,10 @@ def _py2_int(value: int) -> bytes:
 
 
 def python2_cifar_batch(data: np.ndarray, labels: list[int], label: bytes) -> bytes:
-    """One CIFAR-10 batch as the real files are: Python 2 cPickle, protocol 2, written
-    opcode by opcode (not by this Python's pickle, which writes ``numpy._core`` globals
-    and unicode strings). A dict of str keys; ``data`` through
+    """One CIFAR-10 batch with the opcodes of the real files (Python 2 cPickle, protocol
+    2) apart from cPickle's memo PUTs and its 1,000-item chunks of long lists, written
+    opcode by opcode (this Python's pickle writes ``numpy._core`` globals and unicode
+    strings instead). A dict of str keys; ``data`` through
     ``numpy.core.multiarray._reconstruct`` and a BUILD of (1, shape, dtype('u1'), False,
     raw bytes as a str); ``labels`` a list of ints; ``filenames`` a list of str."""
     n, size = data.shape
@@ -76,7 +77,7 @@ def python2_cifar_batch(data: np.ndarray, labels: list[int], label: bytes) -> by
 
 def write_cifar(root: Path, per_batch: int = 20, n_test: int = 20, protocol: int | str = 2, seed=0):
     """cifar-10-batches-py: five training batches and a test batch, pickled with
-    ``protocol`` or, with ``protocol="python2"``, byte for byte as the real ones are."""
+    ``protocol`` or, with ``protocol="python2"``, as Python 2 pickled the real ones."""
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

@@ -100,4 +100,5 @@ def test_imagenet32_paper_preset_end_to_end(tmp_path, monkeypatch):
     torch.set_num_threads(2)
     [card] = train_zoo("imagenet32", "paper", ["ce-s0"], None, _zoo(tmp_path, "imagenet32"), "cpu", tmp_path / "data")
     assert card["num_classes"] == 1000 and card["epochs"] == 25 and card["train"]["momentum"] == 0.9
-    assert lrs == [pytest.approx(0.01 * 0.2 ** (e // 10)) for e in range(25)]  # ×0.2 every 10 epochs
+    assert card["train"]["lr_decay_steps"] == 50_040  # × 0.2 every 10 epochs of the whole split
+    assert lrs == [pytest.approx(0.01)] * 25  # 25 steps of a 40-image set: no decay yet

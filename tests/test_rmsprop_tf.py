@@ -200,8 +200,8 @@ def test_cifar10_schedule(step, expected):
 @pytest.mark.parametrize(
     "epoch,expected", [(0, 0.01), (9, 0.01), (10, 0.002), (19, 0.002), (20, 0.0004), (24, 0.0004)]
 )
-def test_imagenet32_schedule(epoch, expected):
-    # 0.01, × 0.2 every 10 epochs; steps do not matter
+def test_epoch_counted_decay(epoch, expected):
+    # 0.01, × 0.2 every 10 epochs counted in epochs; steps do not matter
     lr = step_decay_lr(0.01, 0.2, epoch * 5005, epoch, decay_steps=0, decay_epochs=10)
     assert lr == pytest.approx(expected, rel=1e-12)
 

@@ -172,3 +172,24 @@ def test_current_rows_one_per_cell_on_the_zoo_weights():
     assert note == ("Left out of attacks.csv: 1 row computed on earlier weights of ce-s0 and "
                     "1 row of cells computed again later.")
     assert current_attack_rows(rows.iloc[[2, 3]], KEY_COLUMNS, {})[1] == ""
+
+
+def test_blank_later_columns_read_as_their_old_values():
+    """A row stored before attack_loss, backend, precision and coupled_batch existed (blank
+    there) is the same cell as a later ce / native / fp32 run of it, which replaces it;
+    a NaN in a numeric column counts as blank too."""
+    import pandas as pd
+
+    from robench.evaluate.attack_runner import KEY_COLUMNS
+    from robench.evaluate.current import LATER_COLUMNS, current_attack_rows, with_later_columns
+
+    cell = {"experiment": "whitebox", "attacker": "ce-s0", "defender": "ce-s0", "attack": "fgsm", "eps": "0.1",
+            "n": "100"}
+    old = {**cell, "attack_loss": "", "backend": "", "precision": "", "coupled_batch": "", "correct": "1"}
+    new = {**cell, "attack_loss": "ce", "backend": "native", "precision": "fp32", "coupled_batch": "", "correct": "2"}
+    kept, note = current_attack_rows(pd.DataFrame([old, new]), KEY_COLUMNS, {})
+    assert kept["correct"].tolist() == ["2"] and note.endswith("1 row of cells computed again later.")
+    absent = with_later_columns(pd.DataFrame([cell]))
+    assert {c: absent[c].iloc[0] for c in LATER_COLUMNS} == LATER_COLUMNS
+    numeric = with_later_columns(pd.DataFrame({"coupled_batch": [float("nan"), 256.0]}))
+    assert numeric["coupled_batch"].tolist() == ["", 256.0]

@@ -34,9 +34,15 @@ written before the column had."""
 
 
 def with_later_columns(rows: pd.DataFrame) -> pd.DataFrame:
-    """``rows`` with every column of :data:`LATER_COLUMNS`, blanks filled with its value."""
-    filled = {column: (rows[column].replace("", value).fillna(value) if column in rows else value)
-              for column, value in LATER_COLUMNS.items()}
+    """``rows`` with every column of :data:`LATER_COLUMNS`, blank or missing values
+    filled with its value."""
+    filled = {}
+    for column, value in LATER_COLUMNS.items():
+        if column in rows:
+            blank = rows[column].isna() | (rows[column] == "")
+            filled[column] = rows[column].where(~blank, value)
+        else:
+            filled[column] = value
     return rows.assign(**filled)
 
 

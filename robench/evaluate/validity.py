@@ -38,11 +38,11 @@ SANITY = "sanity"
 
 def _typed(row: dict[str, Any]) -> dict[str, Any]:
     out = dict(row)
-    out["precision"] = row.get("precision") or LATER_COLUMNS["precision"]  # files from before the column
+    for column, value in LATER_COLUMNS.items():  # files from before the column
+        out[column] = str(row.get(column) or value)
     out["eps"] = float(row["eps"])
     for key in ("correct", "clean_correct", "n", "num_classes"):
         out[key] = int(float(row[key]))
-    out["coupled_batch"] = str(row.get("coupled_batch") or "")
     out["schedule"] = row_schedule(row)
     out["accuracy"] = out["correct"] / out["n"]  # flags judge the counts themselves
     out["clean_accuracy"] = out["clean_correct"] / out["n"]

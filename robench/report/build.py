@@ -89,7 +89,9 @@ def _missing(command: str, what: str) -> str:
 
 def claims_section(ctx: Context) -> tuple[Section, pd.DataFrame]:
     """The paper's claims with the measured difference, its 95 % CI and a verdict."""
-    frame = claims_mod.evaluate_claims(ctx.results.experiments, ctx.primary, ctx.results.dataset)
+    attacks = ctx.results.attacks
+    stored = set(attacks["experiment"]) if not attacks.empty else set()
+    frame = claims_mod.evaluate_claims(ctx.results.experiments, ctx.primary, ctx.results.dataset, stored=stored)
     shown = pd.DataFrame({
         "claim": frame["claim"], "statement": frame["statement"], "data": frame["data"],
         "n": frame["n"].astype(str),
@@ -260,8 +262,9 @@ def attack_section(ctx: Context, mode: str) -> Section:
         section.notes.append(_missing(ctx.run[mode], f"{'black' if mode == 'blackbox' else 'white'}-box results"))
         return section
     shown = tab.attack_pivot(long, mode, list(ctx.palette))
-    shared = f"Every row: {tab.shared_run_settings(long)}."
-    tab.write_table(ctx.tables_dir, mode, long, f"{shared}\n\n{tab.to_markdown(shown)}")
+    settings = tab.shared_run_settings(long)
+    shared = f"Every row: {settings}." if settings else ""
+    tab.write_table(ctx.tables_dir, mode, long, "\n\n".join(filter(None, [shared, tab.to_markdown(shown)])))
     rows = ctx.primary[ctx.primary["experiment"] == mode]
     if ctx.primary_note:
         section.notes.append(ctx.primary_note)
@@ -307,10 +310,12 @@ def matrix_section(ctx: Context) -> Section:
         section.notes.append(f"ε = {ctx.matrix_eps:g} is not on the grid; showing the nearest, ε = {tab.fmt_eps(eps)}.")
     fig = figs.matrix_figure(long, eps, members)
     used = ctx.primary[ctx.primary["attacker"].isin(set(long["attacker"]))]
+    diagonal = ("the diagonal is white-box" if (long["attacker"] == long["defender"]).any()
+                else "no white-box rows for the diagonal")
     section.figures.append(figs.save_figure(
         fig, ctx.figures_dir, "matrix",
         f"Accuracy of each defender (columns) under attacks crafted on each attacker (rows) at ε = {tab.fmt_eps(eps)}; "
-        f"the diagonal is white-box ({describe_rows(used)})."))
+        f"{diagonal} ({describe_rows(used)})."))
     for attack in sorted(long["attack"].unique()):
         wide = tab.matrix_pivot(long, attack, eps, members)
         shown = tab.display(wide.reset_index().rename(columns={"attacker": "attacker \\ defender"}))
@@ -343,7 +348,7 @@ def _versions(ctx: Context) -> pd.DataFrame:
     for source, a in (("attacks.csv (ε sweeps)", res.attacks), ("attacks.csv (ε = 1 sanity cells)", res.sanity)):
         if a.empty or not set(keys[:-1]) <= set(a.columns):
             continue
-        a = a.assign(defender_preset=a["defender"].map(presets).fillna("defenders without a zoo card"))
+        a = a.assign(defender_preset=[presets.get(d, "defenders without a zoo card") for d in a["defender"]])
         for (rv, tv, split, preset), group in a.groupby(keys):
             out.append({"source": source, "rows": len(group), "robench": rv, "torch": tv,
                         "preset": preset, "split hash": split[:16]})

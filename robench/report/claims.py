@@ -217,26 +217,35 @@ def _modes_sample(attacks: pd.DataFrame, modes: tuple[str, ...], differ: Callabl
     return Sample(frame["diff"].astype(float).tolist(), "per member: " + _per_member(frame))
 
 
-def attack_sample(claim: str, attacks: pd.DataFrame, dataset: str) -> Sample:
-    """Claims 3a–6 from the primary attack rows."""
-    run_wb = f"run `robench attack --whitebox --dataset {dataset}`"
-    run_bb = f"run `robench attack --blackbox --dataset {dataset}`"
+def _absent(mode: str, stored: set[str], dataset: str) -> str:
+    """Why a claim has no rows of ``mode``: none stored, or none of the primary kind."""
+    label = "white-box" if mode == "whitebox" else "black-box"
+    if mode in stored:
+        return (f"no {label} rows of the attack loss, backend and precision the claims use (the {label} "
+                "section's note says which)")
+    return f"no {label} results: run `robench attack --{mode} --dataset {dataset}`"
+
+
+def attack_sample(claim: str, attacks: pd.DataFrame, dataset: str, stored: set[str] | None = None) -> Sample:
+    """Claims 3a–6 from the primary attack rows; ``stored``: the modes of every stored
+    attack row (default: those of ``attacks``), to say why a mode is absent."""
     has = set(attacks["experiment"]) if not attacks.empty else set()
+    stored = has if stored is None else stored
     both = ("whitebox", "blackbox")
     if claim in ("3a", "3b"):
         if "blackbox" not in has:
-            return Sample([], missing=f"no black-box results: {run_bb}")
+            return Sample([], missing=_absent("blackbox", stored, dataset))
         treat = HINGE if claim == "3a" else ONE_TO_N
         return _modes_sample(attacks, ("blackbox",), lambda r, k: cell_differences(r, k, treat, CE),
                              f"no {treat} and ce defenders under a CE black-box attacker whose seed no "
                              "defender uses, at ε > 0")
     if claim == "4":
         if "whitebox" not in has:
-            return Sample([], missing=f"no white-box results: {run_wb}")
+            return Sample([], missing=_absent("whitebox", stored, dataset))
         return _modes_sample(attacks, ("whitebox",), lambda r, k: cell_differences(r, k, ONE_TO_N, HINGE),
                              "no 1toN and hinge members in the white-box results at ε > 0")
     if not has:
-        return Sample([], missing=f"no attack results: {run_wb}; {run_bb}")
+        return Sample([], missing=f"{_absent('whitebox', stored, dataset)}; {_absent('blackbox', stored, dataset)}")
     if claim == "5":
         return _modes_sample(attacks, both, bound_differences,
                              "no 1toN zero/sym pair with equal δ, head and seed in the attack results")
@@ -247,21 +256,22 @@ def attack_sample(claim: str, attacks: pd.DataFrame, dataset: str) -> Sample:
 # ---------------------------------------------------------------- all claims
 
 def claim_sample(claim: Claim, experiments: dict[str, pd.DataFrame], attacks: pd.DataFrame,
-                 dataset: str) -> Sample:
+                 dataset: str, stored: set[str] | None = None) -> Sample:
     """The sample of one claim (see the module docstring for each definition)."""
     if claim.key == "1":
         return experiment_sample(experiments.get("generalization", pd.DataFrame()), False, "generalization", dataset)
     if claim.key == "2":
         return experiment_sample(experiments.get("noise", pd.DataFrame()), True, "noise", dataset)
-    return attack_sample(claim.key, attacks, dataset)
+    return attack_sample(claim.key, attacks, dataset, stored)
 
 
 def evaluate_claims(experiments: dict[str, pd.DataFrame], attacks: pd.DataFrame, dataset: str,
-                    level: float = 0.95) -> pd.DataFrame:
-    """One row per claim: sample size, mean difference, its CI, verdict and reason."""
+                    level: float = 0.95, stored: set[str] | None = None) -> pd.DataFrame:
+    """One row per claim: sample size, mean difference, its CI, verdict and reason
+    (``stored``: the modes of every stored attack row, see :func:`attack_sample`)."""
     rows = []
     for claim in CLAIMS:
-        sample = claim_sample(claim, experiments, attacks, dataset)
+        sample = claim_sample(claim, experiments, attacks, dataset, stored)
         mean, low, high = mean_ci(sample.values, level)
         outcome, reason = verdict(len(sample.values), low, high, sample.missing)
         rows.append({

@@ -76,16 +76,20 @@ def _lines(ax, frame: pd.DataFrame, x: str, palette: dict, losses: dict[str, str
             ax.fill_between(group[x], low, high, color=palette[member], alpha=0.12, linewidth=0)
 
 
-def _legend_outside(fig: Figure, axes: list) -> None:
+def _legend_outside(fig: Figure, axes: list, palette: dict) -> None:
     """One legend right of the panels with every entry of every panel (a member drawn in
-    one panel only is listed too), the panels' own legends removed."""
+    one panel only is listed too): the members in ``palette`` order, then the losses in
+    :data:`LOSS_ORDER`, each under its heading; the panels' own legends removed."""
     entries: dict[str, object] = {}
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(label, handle)
         if ax.get_legend() is not None:
             ax.get_legend().remove()
-    fig.legend(list(entries.values()), list(entries), loc="outside right center", frameon=False, fontsize="small")
+    order = ["member", *palette, "loss", *LOSS_ORDER]
+    labels = [label for label in order if label in entries] + [label for label in entries if label not in order]
+    fig.legend([entries[label] for label in labels], labels, loc="outside right center", frameon=False,
+               fontsize="small")
 
 
 def _percent(value: float, _pos=None) -> str:
@@ -111,7 +115,7 @@ def experiment_figure(summary: pd.DataFrame, experiment: str, palette: dict, los
     ax.xaxis.set_minor_formatter(FuncFormatter(lambda *_: ""))
     ax.set_ylabel("test accuracy")
     ax.set_title(f"{experiment}: mean over repeats, 95 % CI band (clipped to [0, 1])")
-    _legend_outside(fig, [ax])
+    _legend_outside(fig, [ax], palette)
     return fig
 
 
@@ -132,7 +136,7 @@ def attack_figure(rows: pd.DataFrame, title: str, palette: dict, losses: dict[st
         ax.set_ylabel("accuracy")
         ax.set_ylim(-0.02, 1.02)
     fig.suptitle(title)
-    _legend_outside(fig, axes)
+    _legend_outside(fig, axes, palette)
     return fig
 
 

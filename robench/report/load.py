@@ -231,7 +231,7 @@ def describe_rows(rows: pd.DataFrame) -> str:
     if rows.empty:
         return ""
     parts = [f"{'/'.join(sorted(set(rows['precision'])))}"]
-    counts = {attack: sorted(set(group["n"])) for attack, group in rows.groupby("attack", sort=True)}
+    counts = {attack: sorted(set(group["n"].dropna())) for attack, group in rows.groupby("attack", sort=True)}
     if len({tuple(n) for n in counts.values()}) == 1:
         parts.append(f"{_counts(next(iter(counts.values())))} test images")
     else:
@@ -242,7 +242,7 @@ def describe_rows(rows: pd.DataFrame) -> str:
 
 
 def _counts(values: list) -> str:
-    return "/".join(f"{int(v):,}" for v in values)
+    return "/".join(f"{int(v):,}" for v in values) or "?"
 
 
 def _most_rows(values: pd.Series, tie: str) -> str:

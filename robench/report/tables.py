@@ -132,7 +132,7 @@ RUN_COLUMNS = ["attack_loss", "backend", "schedule", "coupled_batch", "n", "prec
 def shared_run_settings(long: pd.DataFrame) -> str:
     """The run settings every row of ``long`` shares (those that vary are columns of
     :func:`attack_pivot`), e.g. ``attack loss ce, backend native, …, precision bf16``."""
-    shared = [c for c in RUN_COLUMNS if c in long and long[c].nunique() == 1]
+    shared = [c for c in RUN_COLUMNS if c in long and long[c].nunique(dropna=False) == 1]
     return ", ".join(f"{c.replace('_', ' ')} {long[c].iloc[0]}" for c in shared
                      if not (c == "coupled_batch" and long[c].iloc[0] == ""))
 

@@ -2,7 +2,9 @@
 
 * mnist / fashion-mnist: 0.01 constant → ``step_decay_lr(0.01, 1.0, ...)``.
 * cifar10: 0.1, × 0.5 every 6,000 optimizer steps → ``decay=0.5, decay_steps=6000``.
-* imagenet32: 0.01, × 0.2 every 10 epochs → ``decay=0.2, decay_epochs=10``.
+* imagenet32: 0.01, × 0.2 every 10 epochs, counted as steps of the whole training split
+  → ``decay=0.2, decay_steps=IMAGENET32_DECAY_STEPS`` (50,040; robench.presets).
+  ``decay_epochs`` remains for schedules counted in epochs.
 """
 
 from __future__ import annotations
