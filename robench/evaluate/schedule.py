@@ -33,11 +33,12 @@ def row_schedule(row: Mapping[str, Any]) -> str:
     stored = row.get("schedule")
     if isinstance(stored, str) and stored:
         return stored
-    return schedule_label(row["attack"], _number(row.get("eps")), _number(row.get("steps")),
-                          _number(row.get("step_size")))
+    return schedule_label(row["attack"], as_number(row.get("eps")), as_number(row.get("steps")),
+                          as_number(row.get("step_size")))
 
 
-def _number(value: Any) -> float:
+def as_number(value: Any) -> float:
+    """A stored cell as a float; NaN when blank or missing (older files)."""
     try:
         return float(value)
     except (TypeError, ValueError):

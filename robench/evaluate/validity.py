@@ -28,7 +28,7 @@ from typing import Any, Iterable
 
 from robench.evaluate.current import LATER_COLUMNS
 from robench.evaluate.results import write_csv
-from robench.evaluate.schedule import DEFAULT_SCHEDULE, row_schedule
+from robench.evaluate.schedule import DEFAULT_SCHEDULE, as_number, row_schedule
 
 FLAGS = ("monotone_in_eps", "eps0_is_clean", "ifgsm_not_above_fgsm",
          "whitebox_not_above_transfer", "large_eps_to_chance")
@@ -101,10 +101,10 @@ def _tags(r: dict[str, Any]) -> str:
 def _reaches_eps(row: dict[str, Any]) -> bool:
     """Whether the row's steps × step size can reach its ε (unknown numbers: assumed so).
     Kurakin's default always can; ``--steps 3`` of 1/255 at ε = 0.1 cannot."""
-    steps, size = row.get("steps"), row.get("step_size")
-    if steps in (None, "") or size in (None, ""):
+    steps, size = as_number(row.get("steps")), as_number(row.get("step_size"))
+    if math.isnan(steps) or math.isnan(size):
         return True
-    return float(steps) * float(size) >= row["eps"] * (1 - 1e-9)
+    return steps * size >= row["eps"] * (1 - 1e-9)
 
 
 def _ifgsm_vs_fgsm(whitebox) -> list[dict]:

@@ -18,7 +18,7 @@ from robench.report import claims as claims_mod
 from robench.report import figures as figs
 from robench.report import tables as tab
 from robench.report.content import Section, TableView
-from robench.report.load import Results, describe_rows
+from robench.report.load import Results, describe_rows, image_counts
 from robench.report.margins import margin_summary, member_margins
 
 COLLAPSE_ROWS = 25
@@ -211,8 +211,7 @@ def experiment_section(ctx: Context, experiment: str) -> Section:
 def _sizes(rows: pd.DataFrame, experiment: str) -> str:
     """The test (and, for noise, training) set sizes behind an experiment's figure."""
     def images(column: str) -> str:
-        values = sorted({int(v) for v in rows[column].dropna()}) if column in rows else []
-        return "/".join(f"{v:,}" for v in values) or "?"
+        return image_counts(rows[column]) if column in rows else "?"
 
     text = f"Test accuracy on {images('num_test')} test images"
     if experiment == "noise":

@@ -21,7 +21,7 @@ from matplotlib.ticker import FuncFormatter
 
 from robench.io import atomic_write
 from robench.report.content import FigureFile
-from robench.report.tables import fmt_eps
+from robench.report.tables import fmt_eps, matrix_pivot
 from robench.stats import mean_ci
 
 LOSS_ORDER = ("ce", "hinge", "1toN", "1toN+ce")
@@ -152,9 +152,7 @@ def matrix_figure(long: pd.DataFrame, eps: float, members: list[str]) -> Figure:
     fig = Figure(figsize=(width * len(attacks), height), layout="constrained")
     axes = fig.subplots(1, len(attacks), squeeze=False)[0]
     for ax, attack in zip(axes, attacks):
-        cell = at_eps[at_eps["attack"] == attack]
-        wide = cell.pivot_table(index="attacker", columns="defender", values="accuracy", aggfunc="first")
-        wide = wide.reindex(index=attackers, columns=defenders)  # a cell not computed stays blank
+        wide = matrix_pivot(at_eps, attack, eps).reindex(index=attackers, columns=defenders)  # blank: not computed
         sns.heatmap(wide, vmin=0, vmax=1, cmap="viridis", annot=True, fmt=".2f", ax=ax,
                     cbar=ax is axes[-1], annot_kws={"fontsize": 8}, square=False)
         ax.set_title(f"{attack.upper()}, ε = {fmt_eps(eps)}")

@@ -231,18 +231,20 @@ def describe_rows(rows: pd.DataFrame) -> str:
     if rows.empty:
         return ""
     parts = [f"{'/'.join(sorted(set(rows['precision'])))}"]
-    counts = {attack: sorted(set(group["n"].dropna())) for attack, group in rows.groupby("attack", sort=True)}
-    if len({tuple(n) for n in counts.values()}) == 1:
-        parts.append(f"{_counts(next(iter(counts.values())))} test images")
+    counts = {attack: image_counts(group["n"]) for attack, group in rows.groupby("attack", sort=True)}
+    if len(set(counts.values())) == 1:
+        parts.append(f"{next(iter(counts.values()))} test images")
     else:
-        parts.append(", ".join(f"{attack.upper()} on {_counts(n)} test images" for attack, n in counts.items()))
+        parts.append(", ".join(f"{attack.upper()} on {n} test images" for attack, n in counts.items()))
     schedules = {f"{attack.upper()} schedule {schedule}"
                  for attack, schedule in zip(rows["attack"], rows["schedule"]) if schedule != DEFAULT_SCHEDULE}
     return "; ".join(parts + sorted(schedules))
 
 
-def _counts(values: list) -> str:
-    return "/".join(f"{int(v):,}" for v in values) or "?"
+def image_counts(values: pd.Series) -> str:
+    """The distinct counts of ``values`` for a caption, e.g. ``10,000`` or ``40/100``
+    (``?`` when none is known)."""
+    return "/".join(f"{v:,}" for v in sorted({int(v) for v in values.dropna()})) or "?"
 
 
 def _most_rows(values: pd.Series, tie: str) -> str:
