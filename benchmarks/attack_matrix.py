@@ -15,7 +15,7 @@ Three implementations on the same models and data:
 
 * ``robench``: ``run_attack_plan(AttackPlan(mode, attacker="all"), ...)``, the path of
   ``robench attack --blackbox --attacker all`` or ``robench attack --whitebox``, with
-  in-memory members and a ResultStore in a temporary folder; one plan per attack, so
+  in-memory members and a result store in a temporary folder; one plan per attack, so
   each is timed on its own. ``robench attack --whitebox`` also runs the ε = 1 sanity
   cells (IFGSM, 259 steps on at most 256 images per member), a validity check no peer
   makes; they are not part of the comparison.
@@ -64,9 +64,9 @@ from benchmarks.common import MNIST_MEAN, MNIST_SHAPE, MNIST_STD, NUM_CLASSES, r
 from robench.attacks.base import KURAKIN_STEP_SIZE, kurakin_steps
 from robench.data.base import Split, make_dataset
 from robench.evaluate import attack_runner
-from robench.evaluate.attack_runner import EPS_GRIDS, KEY_COLUMNS, AttackPlan, run_attack_plan
+from robench.evaluate.attack_runner import EPS_GRIDS, AttackPlan, run_attack_plan
 from robench.evaluate.members import LoadedMember
-from robench.evaluate.results import ResultStore
+from robench.store import ResultStore
 from robench.models import create_model
 
 ATTACKS = ("fgsm", "ifgsm")
@@ -171,18 +171,19 @@ def run_robench(dataset, members, eps, chunk, device, precision: str = "auto",
     counts, IFGSM image-steps and the precision its rows record."""
     seconds, counts, image_steps, precisions = {}, {}, None, set()
     with tempfile.TemporaryDirectory() as tmp:
-        store = ResultStore(Path(tmp) / attack_runner.ATTACK_RESULTS, KEY_COLUMNS)
+        store = ResultStore(Path(tmp))
         for name in ATTACKS:
             plan = AttackPlan(mode, attacks=(name,), eps=list(eps), attacker="all",
                               chunk_size=chunk, precision=precision)
             with _counted_image_steps() as record:
-                seconds[name], rows = timed(lambda: run_attack_plan(plan, dataset, members, store), device)
+                seconds[name], (rows, _) = timed(lambda: run_attack_plan(plan, dataset, members, store), device)
             if name == "ifgsm":
                 image_steps = record["steps"]
             for r in rows:
-                counts[(r["attacker"], r["defender"], r["attack"], float(r["eps"]))] = int(r["correct"])
-                precisions.add(r["precision"])
-    clean = {r["defender"]: r["clean_correct"] / r["n"] for r in rows}
+                counts[(r.attacker, r.defender, r.attack, r.eps)] = r.correct
+                precisions.add(r.precision)
+        store.close()
+    clean = {r.defender: r.clean_accuracy for r in rows}
     return {"seconds": seconds, "counts": counts, "image_steps": image_steps, "clean": clean,
             "precision": "/".join(sorted(precisions))}
 

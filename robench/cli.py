@@ -115,8 +115,8 @@ def cmd_attack(args: argparse.Namespace) -> None:
         chunk_size=args.batch_size,
         force=args.force,
     )
-    rows, flags = run_attacks(args.dataset, plan, args.zoo_dir, args.results_dir, args.device, args.data_root)
-    _emit(format_accuracy_table(rows) if rows else "every cell was already computed (use --force to redo)")
+    records, flags = run_attacks(args.dataset, plan, args.zoo_dir, args.results_dir, args.device, args.data_root)
+    _emit(format_accuracy_table(records) if records else "every cell was already computed (use --force to redo)")
     _emit("\nvalidity flags:\n" + summarize_flags(flags))
 
 
@@ -130,13 +130,58 @@ def cmd_experiment(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
+    from robench.evaluate.evaluation import Evaluation
     from robench.report import write_report
 
     _known_dataset(args.dataset)
     results_dir = args.results_dir or Path("reports") / args.dataset / "results"
     out = args.out or Path("reports") / args.dataset
-    index = write_report(args.dataset, results_dir, args.zoo_dir, out, args.matrix_eps, args.data_root)
+    evaluation = Evaluation(args.run_id, args.attack_loss, args.backend, args.schedule, args.eval_precision,
+                            args.num_samples)
+    index = write_report(args.dataset, results_dir, args.zoo_dir, out, args.matrix_eps, args.data_root,
+                         evaluation=evaluation)
     _emit(str(index))
+
+
+def _results_dir(args: argparse.Namespace) -> Path:
+    """``--results-dir``, else ``reports/<--dataset>/results``."""
+    if args.results_dir:
+        return args.results_dir
+    if not args.dataset:
+        raise UserError("give the results folder with --results-dir DIR or --dataset D (reports/D/results)")
+    _known_dataset(args.dataset)
+    return Path("reports") / args.dataset / "results"
+
+
+def cmd_results_export(args: argparse.Namespace) -> None:
+    from robench.store import ResultStore
+    from robench.store.export import export_results
+
+    results_dir = _results_dir(args)
+    with ResultStore(results_dir) as store:
+        if not store.exists:
+            raise UserError(f"no result store in {results_dir} (no {store.path.name}); run robench attack or "
+                            "robench experiment first, or migrate older CSVs with robench results migrate")
+        for path in export_results(store, args.out or results_dir, args.format):
+            _emit(str(path))
+
+
+def cmd_results_migrate(args: argparse.Namespace) -> None:
+    from robench.store.migrate import migrate
+
+    for line in migrate(args.dir):
+        _emit(line)
+
+
+def cmd_results_runs(args: argparse.Namespace) -> None:
+    from robench.store import ResultStore, RunRecord
+
+    with ResultStore(_results_dir(args)) as store:
+        runs = store.frame(RunRecord)
+    if runs.empty:
+        _emit("no stored runs")
+    for run in runs.itertuples():
+        _emit(f"{run.run_id}  {run.kind:<10} {run.created}  {run.config}")
 
 
 def _int_at_least(minimum: int) -> Callable[[str], int]:
@@ -242,7 +287,32 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--results-dir", type=Path, help="default reports/<dataset>/results")
     rp.add_argument("--out", type=Path, help="default reports/<dataset>")
     rp.add_argument("--matrix-eps", type=float, help="ε of the attacker × defender heatmap (default: mid-grid)")
+    ev = rp.add_argument_group("evaluation", "which attack records the figures and claims read (default: the "
+                               "protocol's: attack loss ce, backend native, schedule default)")
+    ev.add_argument("--run-id", help="the records of one stored run (see `robench results runs`)")
+    ev.add_argument("--attack-loss", help="ce | cw | model")
+    ev.add_argument("--backend", help="native | torchattacks | art")
+    ev.add_argument("--schedule", help="default, or a stored override label such as 'steps 20, step default'")
+    ev.add_argument("--precision", dest="eval_precision", choices=("fp32", "bf16"),
+                    help="when records of both are stored")
+    ev.add_argument("--num-samples", type=_int_at_least(1), help="when records on several test image counts are stored")
     rp.set_defaults(func=cmd_report)
+
+    res = sub.add_parser("results", help="the result store: export, migrate, runs").add_subparsers(
+        dest="what", required=True)
+    rx = res.add_parser("export", help="write the store's tables as CSV or Parquet (attacks, experiments, flags, runs)")
+    rx.add_argument("--dataset", help="the store in reports/<dataset>/results")
+    rx.add_argument("--results-dir", type=Path, help="the results folder holding results.sqlite")
+    rx.add_argument("--format", default="csv", choices=("csv", "parquet"), help="default csv")
+    rx.add_argument("--out", type=Path, help="folder to write to (default: the results folder)")
+    rx.set_defaults(func=cmd_results_export)
+    rm = res.add_parser("migrate", help="turn the result CSVs of robench before the store into records, once")
+    rm.add_argument("dir", type=Path, help="results folder, e.g. reports/digits/results")
+    rm.set_defaults(func=cmd_results_migrate)
+    rr = res.add_parser("runs", help="the stored run configurations (run ids for robench report --run-id)")
+    rr.add_argument("--dataset", help="the store in reports/<dataset>/results")
+    rr.add_argument("--results-dir", type=Path, help="the results folder holding results.sqlite")
+    rr.set_defaults(func=cmd_results_runs)
 
     data = sub.add_parser("data", help="which datasets are present")
     data.add_argument("action", choices=("list", "check"))

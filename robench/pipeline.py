@@ -1,6 +1,7 @@
 """``robench run``: the whole pipeline for one dataset — train the zoo, white-box and
-black-box attacks, both experiments, the report. Every stage skips what is already on
-disk, so a killed run resumes where it stopped when the same command is run again."""
+black-box attacks, both experiments, the report, and CSV exports of the result store
+beside it. Every stage skips what is already on disk, so a killed run resumes where it
+stopped when the same command is run again."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ log = logging.getLogger(__name__)
 
 # The full matrix runs before the white-box stage: its diagonal cells (each member
 # attacking itself) are the white-box cells, so that stage only adds the ε = 1 sanity cells.
-STAGES = ("train zoo", "black-box matrix", "white-box attacks", "generalization", "noise", "report")
+STAGES = ("train zoo", "black-box matrix", "white-box attacks", "generalization", "noise", "report", "export")
 
 
 def run_pipeline(
@@ -27,13 +28,18 @@ def run_pipeline(
     device: str = "auto",
 ) -> Path:
     """Run every stage for ``dataset``; returns the report's ``index.html``."""
+    from robench.device import resolve_device, resolve_precision
     from robench.evaluate.attack_runner import AttackPlan, run_attacks
+    from robench.evaluate.evaluation import Evaluation
     from robench.experiments import run_generalization, run_noise
     from robench.report import write_report
+    from robench.store import ResultStore
     from robench.train.members import train_zoo
 
     out = Path(reports_dir) / dataset
     results = out / "results"
+    ResultStore(results)  # a folder of CSVs from before the store stops the run here, not after training
+    evaluation = Evaluation(precision=resolve_precision("auto", resolve_device(device)))  # the attacks' own
     stages: dict[str, Callable[[], object]] = {
         "train zoo": lambda: train_zoo(dataset, preset, zoo_dir=zoo_dir, device=device, data_root=data_root),
         "white-box attacks": lambda: run_attacks(dataset, AttackPlan("whitebox"), zoo_dir, results, device, data_root),
@@ -41,14 +47,25 @@ def run_pipeline(
                                                 device, data_root),
         "generalization": lambda: run_generalization(dataset, preset, None, zoo_dir, results, device, data_root),
         "noise": lambda: run_noise(dataset, preset, None, zoo_dir, results, device, data_root),
-        "report": lambda: write_report(dataset, results, zoo_dir, out, None, data_root),
+        "report": lambda: write_report(dataset, results, zoo_dir, out, None, data_root, evaluation=evaluation),
+        "export": lambda: _export_csv(results),
     }
     index = None
     with tqdm(total=len(STAGES), desc=f"robench run {dataset}", unit="stage", disable=None) as bar:
         for name in STAGES:
             bar.set_postfix_str(name)
             start = time.perf_counter()
-            index = stages[name]()  # the last stage, the report, returns its index.html
+            done = stages[name]()
+            index = done if name == "report" else index
             log.info("%s done in %.1f s", name, time.perf_counter() - start)
             bar.update(1)
     return Path(index)
+
+
+def _export_csv(results_dir: Path) -> list[Path]:
+    """The store's tables as CSV beside it (what a committed report keeps readable in a diff)."""
+    from robench.store import ResultStore
+    from robench.store.export import export_results
+
+    with ResultStore(results_dir) as store:
+        return export_results(store, results_dir)

@@ -1,4 +1,5 @@
-"""Attack runners on a trained digits zoo: matrix shape, resume, flags, peer agreement."""
+"""Attack runners on a trained digits zoo: matrix shape, resume, flags, peer agreement;
+every cell an attack record in the results folder's store."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from robench.errors import UserError
 from robench.evaluate.attack_runner import AttackPlan, parse_eps, run_attacks
-from robench.evaluate.results import ResultStore, write_csv
+from robench.store import AttackRecord, FlagRecord, ResultStore
 from robench.zoo import list_members
 
 EPS = (0.0, 0.1, 0.2)
@@ -28,31 +29,32 @@ def matrix(digits_zoo, tmp_path_factory):
 def test_matrix_has_every_cell(matrix, digits_zoo):
     _, rows, _ = matrix
     names = {c["name"] for c in list_members(digits_zoo, "digits")}
-    cells = {(r["attacker"], r["defender"], r["attack"], r["eps"]) for r in rows}
+    cells = {(r.attacker, r.defender, r.attack, r.eps) for r in rows}
     assert cells == {(a, d, k, e) for a in names for d in names for k in ("fgsm", "ifgsm") for e in EPS}
-    assert all(r["n"] == N for r in rows)
-    diagonal = [r for r in rows if r["attacker"] == r["defender"]]
-    assert {r["experiment"] for r in diagonal} == {"whitebox"}
-    assert {r["experiment"] for r in rows if r["attacker"] != r["defender"]} == {"blackbox"}
+    assert all(r.n == N for r in rows)
+    diagonal = [r for r in rows if r.attacker == r.defender]
+    assert {r.mode for r in diagonal} == {"whitebox"}
+    assert {r.mode for r in rows if r.attacker != r.defender} == {"blackbox"}
 
 
 def test_eps0_is_clean_and_accuracies_are_counts(matrix):
     _, rows, _ = matrix
     for r in rows:
-        assert r["accuracy"] == r["correct"] / r["n"]
-        if r["eps"] == 0:
-            assert r["correct"] == r["clean_correct"]
+        assert r.accuracy == r.correct / r.n
+        if r.eps == 0:
+            assert r.correct == r.clean_correct
 
 
 def test_whitebox_run_reuses_the_matrix_diagonal(matrix, digits_zoo):
     results, _, _ = matrix
     plan = AttackPlan("whitebox", eps=EPS, num_samples=N)
     rows, flags = run_attacks("digits", plan, digits_zoo, results, "cpu")
-    assert {r["experiment"] for r in rows} == {"sanity"}  # only the ε = 1 cells were new
-    kinds = {f["flag"] for f in flags}
+    assert {r.mode for r in rows} == {"sanity"}  # only the ε = 1 cells were new
+    kinds = {f.flag for f in flags}
     assert kinds == {"monotone_in_eps", "eps0_is_clean", "ifgsm_not_above_fgsm",
                      "whitebox_not_above_transfer", "large_eps_to_chance"}
-    assert (results / "flags.csv").exists()
+    with ResultStore(results) as store:
+        assert [f.flag for f in store.records(FlagRecord)] == [f.flag for f in flags]
     again, _ = run_attacks("digits", plan, digits_zoo, results, "cpu")
     assert again == []
 
@@ -61,18 +63,20 @@ def test_force_recomputes_identically(matrix, digits_zoo):
     results, rows, _ = matrix
     plan = AttackPlan("blackbox", attacks=("fgsm",), eps=EPS, attacker="ce-s1", num_samples=N, force=True)
     redone, _ = run_attacks("digits", plan, digits_zoo, results, "cpu")
-    before = {(r["attacker"], r["defender"], r["eps"]): r["correct"] for r in rows if r["attack"] == "fgsm"}
-    assert redone and all(before[(r["attacker"], r["defender"], r["eps"])] == r["correct"] for r in redone)
-    store = ResultStore(results / "attacks.csv", ("attacker", "defender", "attack", "eps"))
-    keys = [store.key_of(r) for r in store.rows() if r["experiment"] != "sanity"]
-    assert len(keys) == len(set(keys))  # replaced, not duplicated
+    before = {(r.attacker, r.defender, r.eps): r.correct for r in rows if r.attack == "fgsm"}
+    assert redone and all(before[(r.attacker, r.defender, r.eps)] == r.correct for r in redone)
+    stored = ResultStore(results).records(AttackRecord)
+    cells = [r.cell for r in stored]
+    assert len(cells) == len(set(cells))  # replaced, not duplicated
+    assert {r.cell: r.correct for r in stored if r.attacker == "ce-s1" and r.attack == "fgsm" and r.mode == "blackbox"} == {
+        r.cell: r.correct for r in redone}
 
 
 def test_default_blackbox_attacker_is_the_other_ce_seed(digits_zoo, tmp_path):
     plan = AttackPlan("blackbox", attacks=("fgsm",), eps=(0.1,), num_samples=50)
     rows, _ = run_attacks("digits", plan, digits_zoo, tmp_path, "cpu")
-    assert {r["attacker"] for r in rows} == {"ce-s1"}
-    assert "ce-s1" not in {r["defender"] for r in rows}
+    assert {r.attacker for r in rows} == {"ce-s1"}
+    assert "ce-s1" not in {r.defender for r in rows}
 
 
 @pytest.mark.parametrize("backend", ["torchattacks", "art"])
@@ -84,7 +88,7 @@ def test_native_agrees_with_peers_on_a_trained_member(digits_zoo, tmp_path, back
         plan = AttackPlan("whitebox", attacks=(attack,), eps=eps, defenders=["1toN-sym-d4-s0"],
                           backend=name, num_samples=200)
         rows, _ = run_attacks("digits", plan, digits_zoo, tmp_path / name, "cpu")
-        counts[name] = {r["eps"]: r["correct"] for r in rows if r["experiment"] == "whitebox"}
+        counts[name] = {r.eps: r.correct for r in rows if r.mode == "whitebox"}
     assert counts["native"] == counts[backend]
     assert counts["native"][0.2] < counts["native"][0.05]  # the attack bites
 
@@ -95,25 +99,26 @@ def test_schedule_overrides_reach_the_peers_ifgsm_only(digits_zoo, tmp_path):
         plan = AttackPlan("whitebox", eps=(0.05, 0.1), defenders=["ce-s0"], backend=name, num_samples=40,
                           steps=3, step_size=0.02)
         rows, _ = run_attacks("digits", plan, digits_zoo, tmp_path / name, "cpu")
-        counts[name] = {(r["attack"], r["eps"]): r["correct"] for r in rows if r["experiment"] == "whitebox"}
+        counts[name] = {(r.attack, r.eps): r.correct for r in rows if r.mode == "whitebox"}
     assert counts["native"] == counts["torchattacks"] and len(counts["native"]) == 4
 
 
 def test_flags_judge_only_rows_on_the_zoo_weights_now(digits_zoo, tmp_path):
-    """Rows of earlier weights of a member (a retrained member's old key) stay in
-    attacks.csv but no longer count in the flags, nor do older runs of a cell."""
+    """Records of earlier weights of a member (a retrained member's old key) stay in the
+    store but no longer count in the flags, nor do older runs of a cell."""
     plan = AttackPlan("blackbox", attacks=("fgsm",), eps=EPS, attacker="ce-s1", num_samples=40)
     rows, flags = run_attacks("digits", plan, digits_zoo, tmp_path, "cpu")
-    assert all(f["passed"] for f in flags if f["flag"] == "monotone_in_eps")
-    store = ResultStore(tmp_path / "attacks.csv", ("attacker", "defender", "attack", "eps"))
+    assert all(f.passed for f in flags if f.flag == "monotone_in_eps")
     rising = {0.0: 0, 0.1: 1, 0.2: 40}  # accuracy rising with ε: monotone_in_eps would fail on these
-    earlier = [{**r, "defender_sha256": "0" * 64, "correct": rising[r["eps"]]} for r in rows]
-    older_run = [{**r, "correct": rising[r["eps"]]} for r in rows]
-    write_csv(tmp_path / "attacks.csv", list(store.rows()[0]),
-              earlier + older_run + store.rows())  # the current rows were stored last
+    earlier = [dataclasses.replace(r, defender_sha256="0" * 64, correct=rising[r.eps]) for r in rows]
+    older_run = [dataclasses.replace(r, split_hash="0" * 64, correct=rising[r.eps]) for r in rows]
+    with ResultStore(tmp_path) as store:
+        current = store.records(AttackRecord)
+        store.replace_all(AttackRecord, earlier + older_run + current)  # the current records stored last
     again, flags_now = run_attacks("digits", plan, digits_zoo, tmp_path, "cpu")
     assert again == []  # every cell is done
-    assert sorted(map(str, flags_now)) == sorted(map(str, flags))
+    assert [(f.flag, f.passed, f.scope, f.detail) for f in flags_now] == [
+        (f.flag, f.passed, f.scope, f.detail) for f in flags]
 
 
 def test_parse_eps():
@@ -151,10 +156,10 @@ def test_cli_user_errors(digits_zoo, tmp_path, args, message):
 def test_schedule_overrides_reach_ifgsm_only(digits_zoo, tmp_path):
     plan = AttackPlan("whitebox", eps=(0.0, 0.1), defenders=("ce-s0",), num_samples=20, steps=3, step_size=0.02)
     rows, _ = run_attacks("digits", plan, digits_zoo, tmp_path, "cpu")
-    schedules = {(r["attack"], r["eps"]): (r["steps"], r["step_size"]) for r in rows if r["experiment"] == "whitebox"}
+    schedules = {(r.attack, r.eps): (r.steps, r.step_size) for r in rows if r.mode == "whitebox"}
     assert schedules == {("fgsm", 0.0): (1, 0.0), ("fgsm", 0.1): (1, 0.1),
                          ("ifgsm", 0.0): (3, 0.02), ("ifgsm", 0.1): (3, 0.02)}
-    assert {(r["attack"], r["schedule"]) for r in rows if r["experiment"] == "whitebox"} == {
+    assert {(r.attack, r.schedule) for r in rows if r.mode == "whitebox"} == {
         ("fgsm", "default"), ("ifgsm", "steps 3, step 0.02")}
 
 
@@ -162,17 +167,17 @@ def test_attack_loss_model_runs_on_the_members_training_loss(digits_zoo, tmp_pat
     plan = AttackPlan("whitebox", attacks=("fgsm",), eps=(0.0, 0.2), defenders=("1toN-zero-d1-s0", "ce-s0"),
                       attack_loss="model", num_samples=40)
     rows, _ = run_attacks("digits", plan, digits_zoo, tmp_path, "cpu")
-    swept = [r for r in rows if r["experiment"] == "whitebox"]
-    assert {(r["defender"], r["eps"]) for r in swept} == {(d, e) for d in plan.defenders for e in plan.eps}
-    assert all(r["attack_loss"] == "model" and r["coupled_batch"] == 40 for r in rows)  # the whole 40-image chunk
-    assert all(r["correct"] <= r["clean_correct"] for r in swept if r["eps"] > 0)
-    assert any(r["correct"] < r["clean_correct"] for r in swept if r["eps"] > 0)
+    swept = [r for r in rows if r.mode == "whitebox"]
+    assert {(r.defender, r.eps) for r in swept} == {(d, e) for d in plan.defenders for e in plan.eps}
+    assert all(r.attack_loss == "model" and r.coupled_batch == 40 for r in rows)  # the whole 40-image chunk
+    assert all(r.correct <= r.clean_correct for r in swept if r.eps > 0)
+    assert any(r.correct < r.clean_correct for r in swept if r.eps > 0)
     # the loss couples the samples of a chunk, so another chunk size is another cell
     halves, flags = run_attacks("digits", dataclasses.replace(plan, chunk_size=20), digits_zoo, tmp_path, "cpu")
-    assert {(r["defender"], r["eps"]) for r in halves if r["experiment"] == "whitebox"} == {
-        (r["defender"], r["eps"]) for r in swept}
-    assert all(r["coupled_batch"] == 20 for r in halves)
-    assert any("(batch 20)" in f["scope"] for f in flags) and any("(batch 40)" in f["scope"] for f in flags)
+    assert {(r.defender, r.eps) for r in halves if r.mode == "whitebox"} == {
+        (r.defender, r.eps) for r in swept}
+    assert all(r.coupled_batch == 20 for r in halves)
+    assert any("(batch 20)" in f.scope for f in flags) and any("(batch 40)" in f.scope for f in flags)
 
 
 def test_a_whitebox_cell_at_eps_1_does_not_stand_in_for_the_sanity_cell(digits_zoo, tmp_path):
@@ -180,8 +185,8 @@ def test_a_whitebox_cell_at_eps_1_does_not_stand_in_for_the_sanity_cell(digits_z
     cell but its experiment: both are stored, and the sanity flag is computed."""
     plan = AttackPlan("whitebox", attacks=("ifgsm",), eps=(0.0, 1.0), defenders=("ce-s0",), num_samples=16)
     rows, flags = run_attacks("digits", plan, digits_zoo, tmp_path, "cpu")
-    assert sorted(r["experiment"] for r in rows if r["eps"] == 1.0) == ["sanity", "whitebox"]
-    assert "large_eps_to_chance" in {f["flag"] for f in flags}
+    assert sorted(r.mode for r in rows if r.eps == 1.0) == ["sanity", "whitebox"]
+    assert "large_eps_to_chance" in {f.flag for f in flags}
 
 
 def test_empty_zoo_is_a_user_error(tmp_path):
@@ -195,7 +200,7 @@ def test_defenders_evaluate_clean_once_and_reuse_it_at_eps0(digits_zoo, digits, 
     clean count."""
     import torch
 
-    from robench.evaluate.attack_runner import KEY_COLUMNS, run_attack_plan
+    from robench.evaluate.attack_runner import run_attack_plan
     from robench.evaluate.members import load_members
 
     members = load_members(digits_zoo, "digits", None, torch.device("cpu"))
@@ -210,15 +215,15 @@ def test_defenders_evaluate_clean_once_and_reuse_it_at_eps0(digits_zoo, digits, 
     for member in members:
         member.model.register_forward_hook(count_rows(member.name))
     plan = AttackPlan("blackbox", eps=(0.0, 0.1), attacker="all", num_samples=N)
-    rows = run_attack_plan(plan, digits, members, ResultStore(tmp_path / "attacks.csv", KEY_COLUMNS))
+    rows, _ = run_attack_plan(plan, digits, members, ResultStore(tmp_path))
     attacks = len(plan.attacks)
     assert evaluated == {m.name: N * (1 + attacks * len(members)) for m in members}
-    assert all(r["correct"] == r["clean_correct"] for r in rows if r["eps"] == 0)
+    assert all(r.correct == r.clean_correct for r in rows if r.eps == 0)
 
 
-def test_finished_rows_are_written_when_a_plan_stops_early(digits_zoo, digits, tmp_path, monkeypatch):
-    """Rows are written in batches (at most FLUSH_SECONDS apart); an interrupt still
-    writes every block finished before it."""
+def test_finished_blocks_are_stored_when_a_plan_stops_early(digits_zoo, digits, tmp_path, monkeypatch):
+    """Each finished (attacker, attack) block is one transaction: an interrupt in the
+    third block leaves the first two stored, whole, and nothing of the third."""
     import torch
 
     from robench.evaluate import attack_runner
@@ -228,18 +233,33 @@ def test_finished_rows_are_written_when_a_plan_stops_early(digits_zoo, digits, t
     original, calls = attack_runner._attack_cell_block, []
 
     def stop_at_the_third_block(*args, **kwargs):
-        calls.append(args[2].name)
-        assert not store.path.exists()  # finished blocks wait for the next write
+        calls.append(args[3].name)
+        assert len(store.records(AttackRecord)) == (len(calls) - 1) * 2 * len(members)  # earlier blocks stored
         if len(calls) == 3:
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
     monkeypatch.setattr(attack_runner, "_attack_cell_block", stop_at_the_third_block)
-    monkeypatch.setattr(attack_runner, "FLUSH_SECONDS", 3600.0)
-    store = ResultStore(tmp_path / "attacks.csv", attack_runner.KEY_COLUMNS)
+    store = ResultStore(tmp_path)
     plan = AttackPlan("blackbox", attacks=("fgsm",), eps=(0.0, 0.1), attacker="all", num_samples=40)
     with pytest.raises(KeyboardInterrupt):
         attack_runner.run_attack_plan(plan, digits, members, store)
-    stored = store.rows()
-    assert {r["attacker"] for r in stored} == set(calls[:2])
+    stored = store.records(AttackRecord)
+    assert {r.attacker for r in stored} == set(calls[:2])
     assert len(stored) == 2 * 2 * len(members)  # two attackers × two ε × every defender
+
+
+def test_records_name_their_run(matrix):
+    """Every record of the matrix carries the run id of its stored configuration."""
+    import json
+
+    from robench.store import RunRecord
+
+    results, rows, _ = matrix
+    with ResultStore(results) as store:
+        runs = {row["run_id"]: row for row in store.frame(RunRecord).to_dict("records")}
+    run = runs[rows[0].run_id]
+    assert {r.run_id for r in rows} == {rows[0].run_id}
+    config = json.loads(run["config"])
+    assert (config["kind"], config["mode"], config["attacker"], config["eps"], config["num_samples"]) == (
+        "attack", "blackbox", "all", list(EPS), N)

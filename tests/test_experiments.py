@@ -300,7 +300,7 @@ def test_a_killed_run_resumes_cell_by_cell(tiny, monkeypatch):
     monkeypatch.setattr(members_module, "train_member", dies_on_the_fourth)
     with pytest.raises(Killed):
         run_noise("digits", **kwargs)
-    assert len(common.ResultStore(kwargs["results_dir"] / "noise.csv", common.KEY_COLUMNS).rows()) == 3
+    assert len(common.ResultStore(kwargs["results_dir"]).records(common.ExperimentRecord)) == 3
     monkeypatch.setattr(members_module, "train_member", counting)
     calls.clear()
     rows = run_noise("digits", **kwargs)

@@ -35,7 +35,7 @@ def test_run_produces_the_digits_report_and_resumes(tmp_path):
     parser.feed(index.read_text())
     assert parser.sources and all(s.startswith("data:image") for s in parser.sources)
     results = tmp_path / "reports" / "digits" / "results"
-    for name in ("attacks.csv", "flags.csv", "generalization.csv", "noise.csv"):
+    for name in ("attacks.csv", "experiments.csv", "flags.csv", "runs.csv"):  # the store's CSV exports
         assert (results / name).stat().st_size > 0, name
     before = (results / "attacks.csv").read_text()
     again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)

@@ -1,9 +1,9 @@
 """Reports: tables, claims, figures, the HTML page and partial results, on a small fixed
-set of synthetic result rows and a zoo of three untrained digits-cnn members."""
+set of synthetic records in a result store and a zoo of three untrained digits-cnn members."""
 
 from __future__ import annotations
 
-import csv
+import dataclasses
 import math
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
@@ -15,11 +15,14 @@ import pytest
 import torch
 from scipy import stats as scipy_stats
 
-from robench.attacks import create_attack
+from factories import attack_record, experiment_record
+from robench.errors import UserError
+from robench.evaluate.evaluation import Evaluation
 from robench.models import create_model
 from robench.report import write_report
 from robench.report.claims import CONTRADICTED, INCONCLUSIVE, SUPPORTED, verdict
 from robench.report.tables import fmt_eps
+from robench.store import FlagRecord, ResultStore
 from robench.zoo import list_members, save_member
 
 DATASET = "digits"
@@ -61,19 +64,12 @@ def _correct(clean: float, rate: float, eps: float) -> int:
     return round(N * (clean - rate * eps))
 
 
-def _attack_row(experiment, attacker, defender, attack, eps, correct, attacker_seed, hashes) -> dict:
+def _attack_row(experiment, attacker, defender, attack, eps, correct, attacker_seed, hashes):
     loss, bound, delta, head, seed, clean = MEMBERS[defender]
-    steps, step_size = create_attack(attack).schedule(eps)
-    return {
-        "experiment": experiment, "dataset": DATASET, "attacker": attacker, "defender": defender,
-        "attack": attack, "attack_loss": "ce", "backend": "native", "eps": eps, "steps": steps,
-        "step_size": step_size, "n": N, "correct": correct, "accuracy": correct / N,
-        "clean_correct": round(N * clean), "clean_accuracy": round(N * clean) / N, "repeat": 0,
-        "num_classes": 10, "defender_loss": loss, "defender_bound": bound, "defender_delta": delta,
-        "defender_head": head, "attacker_loss": "ce", "attacker_seed": attacker_seed, "defender_seed": seed,
-        "attacker_sha256": hashes.get(attacker, "a" * 64), "defender_sha256": hashes[defender], "split_hash": "s" * 64,
-        "robench_version": "0.1.0", "torch_version": "2.x", "timestamp": "2026-01-01T00:00:00Z",
-    }
+    return attack_record(attacker, defender, attack, eps, correct, round(N * clean), N, mode=experiment,
+                         defender_loss=loss, defender_bound=bound, defender_delta=delta, defender_head=head,
+                         attacker_seed=attacker_seed, defender_seed=seed,
+                         attacker_sha256=hashes.get(attacker, "a" * 64), defender_sha256=hashes[defender])
 
 
 def attack_rows(hashes: dict[str, str]) -> list[dict]:
@@ -95,40 +91,30 @@ def attack_rows(hashes: dict[str, str]) -> list[dict]:
     return rows + [sanity]
 
 
-def experiment_rows(experiment: str, table: dict) -> list[dict]:
+def experiment_rows(experiment: str, table: dict) -> list:
     rows = []
     for setting, members in table.items():
         for member, accuracies in members.items():
             loss, bound, delta, head, seed, _ = MEMBERS[member]
             for repeat, acc in enumerate(accuracies):
-                rows.append({
-                    "experiment": experiment, "dataset": DATASET,
-                    "setting_name": "fraction" if experiment == "generalization" else "rate",
-                    "setting": setting, "repeat": repeat, "member": member, "model": f"{member}-x-r{repeat}",
-                    "loss": loss, "bound": bound if loss == "1toN" else "", "delta": "" if loss == "ce" else delta,
-                    "head": head, "num_train": 100, "num_flipped": "", "num_test": 360, "test_accuracy": acc,
-                    "stop_reason": "epochs", "epochs": 3, "steps": 9, "weights_sha256": "w" * 64,
-                    "split_hash": "s" * 64, "seed": seed, "train_seed": repeat, "preset": "quick",
-                    "versions": '{"robench":"0.1.0","torch":"2.x"}',
-                })
+                rows.append(experiment_record(member, setting, repeat, acc, experiment, loss=loss,
+                                              bound=bound if loss == "1toN" else "",
+                                              delta=None if loss == "ce" else delta, head=head, seed=seed))
     return rows
 
 
-FLAGS = [
-    {"flag": "monotone_in_eps", "passed": "True", "scope": "fgsm/ce/native ce-s0 -> ce-s0", "detail": "3 eps values"},
-    {"flag": "eps0_is_clean", "passed": "True", "scope": "fgsm/ce/native ce-s0 -> ce-s0", "detail": "ok"},
-    {"flag": "whitebox_not_above_transfer", "passed": "False", "scope": "fgsm/ce/native ce-s1 -> hinge-d1-s0 eps 0.1",
-     "detail": "white-box 0.7300, transfer 0.6300"},
-    {"flag": "large_eps_to_chance", "passed": "True", "scope": "ifgsm/ce/native ce-s0 eps 1", "detail": "ok"},
-]
+FLAGS = [FlagRecord(run_id="r2", flag=flag, passed=passed, scope=scope, detail=detail) for flag, passed, scope, detail in (
+    ("monotone_in_eps", True, "fgsm/ce/native ce-s0 -> ce-s0", "3 eps values"),
+    ("eps0_is_clean", True, "fgsm/ce/native ce-s0 -> ce-s0", "ok"),
+    ("whitebox_not_above_transfer", False, "fgsm/ce/native ce-s1 -> hinge-d1-s0 eps 0.1", "white-box 0.7300, transfer 0.6300"),
+    ("large_eps_to_chance", True, "ifgsm/ce/native ce-s0 eps 1", "ok"),
+)]
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+def store_records(results_dir: Path, records: list) -> None:
+    """``records`` as the content of the store of ``results_dir``, in this order."""
+    with ResultStore(results_dir) as store:
+        store.append(records)
 
 
 def make_zoo(zoo_dir: Path) -> None:
@@ -150,12 +136,12 @@ def zoo_hashes(zoo_dir: Path) -> dict[str, str]:
     return {c["name"]: c["weights_sha256"] for c in list_members(zoo_dir, DATASET)}
 
 
-def make_results(results_dir: Path, zoo_dir: Path, noise: bool = True) -> None:
-    _write_csv(results_dir / "attacks.csv", attack_rows(zoo_hashes(zoo_dir)))
-    _write_csv(results_dir / "generalization.csv", experiment_rows("generalization", GEN))
-    if noise:
-        _write_csv(results_dir / "noise.csv", experiment_rows("noise", NOISE))
-    _write_csv(results_dir / "flags.csv", FLAGS)
+def make_results(results_dir: Path, zoo_dir: Path, noise: bool = True, attacks: list | None = None,
+                 flags: bool = True) -> None:
+    """The fixture's records (``attacks`` instead of its attack records, when given) in a store."""
+    records = list(attacks) if attacks is not None else attack_rows(zoo_hashes(zoo_dir))
+    records += experiment_rows("generalization", GEN) + (experiment_rows("noise", NOISE) if noise else [])
+    store_records(results_dir, records + (FLAGS if flags else []))
 
 
 @pytest.fixture(scope="module")
@@ -288,7 +274,7 @@ def test_claims_verdicts_follow_the_intervals(report):
 
 def _matrix_row(attacker, defender, attack, eps, accuracy) -> dict:
     seed = int(attacker[-1]), int(defender[-1])
-    return {"experiment": "blackbox", "attacker": attacker, "defender": defender, "attack": attack, "eps": eps,
+    return {"mode": "blackbox", "attacker": attacker, "defender": defender, "attack": attack, "eps": eps,
             "accuracy": accuracy, "attacker_loss": "ce", "defender_loss": defender.split("-")[0],
             "attacker_seed": seed[0], "defender_seed": seed[1]}
 
@@ -390,8 +376,7 @@ def test_flags_failures_first(report):
 # ---------------------------------------------------------------- partial and empty results
 
 def test_partial_results_say_what_is_missing(tmp_path, zoo_dir):
-    make_results(tmp_path / "results", zoo_dir, noise=False)
-    (tmp_path / "results" / "flags.csv").unlink()
+    make_results(tmp_path / "results", zoo_dir, noise=False, flags=False)
     index = write_report(DATASET, tmp_path / "results", zoo_dir, tmp_path / "out", margins=False)
     md = (tmp_path / "out" / "report.md").read_text()
     assert f"no noise results: run `robench experiment noise --dataset {DATASET}`" in md
@@ -422,32 +407,29 @@ def test_fmt_eps():
     assert fmt_eps(0.15) == "0.15" and fmt_eps(0.2) == "0.2" and fmt_eps(8 / 255) == "8/255" and fmt_eps(0) == "0"
 
 
-def test_foreign_csv_is_reported_not_fatal(tmp_path):
+def test_csv_results_from_before_the_store_ask_for_the_migration(tmp_path):
     results = tmp_path / "results"
     results.mkdir()
     (results / "attacks.csv").write_text("a,b\n1,2\n")
-    (results / "noise.csv").write_text("")
-    index = write_report(DATASET, results, tmp_path / "nozoo", tmp_path / "out", margins=False)
-    page = index.read_text()
-    assert "Unreadable input: attacks.csv lacks the columns" in page
-    assert "no white-box results" in page
+    with pytest.raises(UserError, match="robench results migrate"):
+        write_report(DATASET, results, tmp_path / "nozoo", tmp_path / "out", margins=False)
+    assert not (tmp_path / "out").exists()
 
 
 # ---------------------------------------------------------------- superseded rows and precisions
 
-def _stale_copy(row: dict, correct: int) -> dict:
+def _stale_copy(row, correct: int):
     """``row`` as an earlier run on other weights of its defender (a retrained member)."""
-    return {**row, "defender_sha256": "0" * 64, "attacker_sha256": "0" * 64 if row["attacker"] == row["defender"]
-            else row["attacker_sha256"], "correct": correct, "accuracy": correct / N}
+    return dataclasses.replace(row, defender_sha256="0" * 64, correct=correct,
+                               attacker_sha256="0" * 64 if row.attacker == row.defender else row.attacker_sha256)
 
 
 def test_rows_on_earlier_weights_are_left_out(tmp_path, zoo_dir):
-    """A member retrained to new weights keeps its old rows in attacks.csv (their key holds the
+    """A member retrained to new weights keeps its old records in the store (their key holds the
     old hash); tables, figures and claims read only the rows on the zoo's weights now."""
-    make_results(tmp_path / "results", zoo_dir)
     rows = attack_rows(zoo_hashes(zoo_dir))
-    stale = [_stale_copy(r, 0) for r in rows if r["defender"] == "hinge-d1-s0" and r["experiment"] != "sanity"]
-    _write_csv(tmp_path / "results" / "attacks.csv", stale + rows)  # the old run was stored first
+    stale = [_stale_copy(r, 0) for r in rows if r.defender == "hinge-d1-s0" and r.mode != "sanity"]
+    make_results(tmp_path / "results", zoo_dir, attacks=stale + rows)  # the old run was stored first
     index = write_report(DATASET, tmp_path / "results", zoo_dir, tmp_path / "out", margins=False)
     for mode in ("whitebox", "blackbox"):
         long = pd.read_csv(tmp_path / "out" / "tables" / f"{mode}.csv")
@@ -457,7 +439,8 @@ def test_rows_on_earlier_weights_are_left_out(tmp_path, zoo_dir):
     claims_now = pd.read_csv(tmp_path / "out" / "tables" / "claims.csv")
     claims_clean = pd.read_csv(_clean_report(tmp_path / "clean", zoo_dir) / "tables" / "claims.csv")
     pd.testing.assert_frame_equal(claims_now, claims_clean)
-    assert f"Left out of attacks.csv: {len(stale)} rows computed on earlier weights of hinge-d1-s0." in index.read_text()
+    assert (f"Left out of the stored attack records: {len(stale)} records computed on earlier weights of "
+            "hinge-d1-s0.") in index.read_text()
 
 
 def _clean_report(root: Path, zoo_dir: Path) -> Path:
@@ -468,81 +451,94 @@ def _clean_report(root: Path, zoo_dir: Path) -> Path:
 
 def test_without_cards_the_newest_run_of_a_cell_counts(tmp_path, zoo_dir):
     rows = attack_rows(zoo_hashes(zoo_dir))
-    older = [_stale_copy(r, 0) for r in rows if r["defender"] == "ce-s0" and r["experiment"] == "whitebox"]
-    _write_csv(tmp_path / "results" / "attacks.csv", older + rows)
+    older = [_stale_copy(r, 0) for r in rows if r.defender == "ce-s0" and r.mode == "whitebox"]
+    make_results(tmp_path / "results", zoo_dir, attacks=older + rows)
     index = write_report(DATASET, tmp_path / "results", tmp_path / "nozoo", tmp_path / "out", margins=False)
     long = pd.read_csv(tmp_path / "out" / "tables" / "whitebox.csv")
     mine = long[long["defender"] == "ce-s0"]
     assert len(mine) == 2 * 3 and all(
         r.accuracy == pytest.approx(acc_of("whitebox", "ce-s0", "ce-s0", r.attack, r.eps)) for r in mine.itertuples())
-    assert f"Left out of attacks.csv: {len(older)} rows of cells computed again later." in index.read_text()
+    assert f"Left out of the stored attack records: {len(older)} records of cells computed again later." in (
+        index.read_text())
 
 
-def test_two_precisions_are_kept_apart(tmp_path, zoo_dir):
-    """A cell computed in bf16 and in fp32 is two table rows; figures and claims of a mode use
-    the precision with the most rows."""
+def _claims(out: Path) -> pd.DataFrame:
+    return pd.read_csv(out / "tables" / "claims.csv")
+
+
+def test_two_precisions_are_kept_apart_and_one_is_chosen(tmp_path, zoo_dir):
+    """A cell computed in bf16 and in fp32 is two table rows; the report will not pick a
+    precision for the figures and claims, and reads the one it is given."""
     rows = attack_rows(zoo_hashes(zoo_dir))
-    bf16 = [{**r, "precision": "bf16", "correct": 0, "accuracy": 0.0}
-            for r in rows if r["experiment"] == "whitebox" and r["defender"] == "ce-s0"]
-    make_results(tmp_path / "results", zoo_dir)
-    _write_csv(tmp_path / "results" / "attacks.csv", [{**r, "precision": "fp32"} for r in rows] + bf16)
-    write_report(DATASET, tmp_path / "results", zoo_dir, tmp_path / "out", margins=False)
+    bf16 = [dataclasses.replace(r, precision="bf16", correct=0)
+            for r in rows if r.mode == "whitebox" and r.defender == "ce-s0"]
+    make_results(tmp_path / "results", zoo_dir, attacks=rows + bf16)
+    with pytest.raises(UserError, match=r"several precisions \(bf16, fp32\); choose one with --precision"):
+        write_report(DATASET, tmp_path / "results", zoo_dir, tmp_path / "out", margins=False)
+    write_report(DATASET, tmp_path / "results", zoo_dir, tmp_path / "out", margins=False,
+                 evaluation=Evaluation(precision="fp32"))
     long = pd.read_csv(tmp_path / "out" / "tables" / "whitebox.csv")
     assert len(long) == 3 * 2 * 3 + len(bf16)
     assert set(long.loc[long["precision"] == "bf16", "accuracy"]) == {0.0}
     assert "precision" in (tmp_path / "out" / "tables" / "whitebox.md").read_text()
-    claims_now = pd.read_csv(tmp_path / "out" / "tables" / "claims.csv")
-    claims_clean = pd.read_csv(_clean_report(tmp_path / "clean", zoo_dir) / "tables" / "claims.csv")
-    pd.testing.assert_frame_equal(claims_now, claims_clean)  # the fp32 rows (more of them) decide
+    pd.testing.assert_frame_equal(_claims(tmp_path / "out"), _claims(_clean_report(tmp_path / "clean", zoo_dir)))
 
 
 def test_runs_with_another_schedule_are_kept_apart(tmp_path, zoo_dir):
-    """IFGSM run again with --steps 1 --step-size 0.01: its rows are table rows of their own
-    (the schedule column says which); figures and claims use Kurakin's default schedule."""
+    """IFGSM run again with --steps 1 --step-size 0.01: its records are table rows of their
+    own (the schedule column says which); the default evaluation reads Kurakin's schedule,
+    and choosing the other schedule reads only its records."""
+    from robench.report.load import load_results
+
     rows = attack_rows(zoo_hashes(zoo_dir))
-    custom = [{**r, "steps": 1, "step_size": 0.01, "correct": N, "accuracy": 1.0}
-              for r in rows if r["experiment"] == "whitebox" and r["attack"] == "ifgsm"]
-    make_results(tmp_path / "results", zoo_dir)
-    _write_csv(tmp_path / "results" / "attacks.csv", rows + custom)
+    custom = [dataclasses.replace(r, steps=1, step_size=0.01, schedule="steps 1, step 0.01", correct=N)
+              for r in rows if r.mode == "whitebox" and r.attack == "ifgsm"]
+    make_results(tmp_path / "results", zoo_dir, attacks=rows + custom)
     index = write_report(DATASET, tmp_path / "results", zoo_dir, tmp_path / "out", margins=False)
     long = pd.read_csv(tmp_path / "out" / "tables" / "whitebox.csv")
     assert len(long) == 3 * 2 * 3 + len(custom)
     assert set(long.loc[long["schedule"] == "steps 1, step 0.01", "accuracy"]) == {1.0}
     assert set(long["schedule"]) == {"default", "steps 1, step 0.01"}
     assert "schedule" in (tmp_path / "out" / "tables" / "whitebox.md").read_text()
-    claims_now = pd.read_csv(tmp_path / "out" / "tables" / "claims.csv")
-    claims_clean = pd.read_csv(_clean_report(tmp_path / "clean", zoo_dir) / "tables" / "claims.csv")
-    pd.testing.assert_frame_equal(claims_now, claims_clean)
-    assert "per mode and attack, the default schedule" in index.read_text()
+    pd.testing.assert_frame_equal(_claims(tmp_path / "out"), _claims(_clean_report(tmp_path / "clean", zoo_dir)))
+    assert "the protocol's attack loss, backend and schedule" in index.read_text()
+    attacks = load_results(DATASET, tmp_path / "results", zoo_dir).attacks
+    chosen, note = Evaluation(schedule="steps 1, step 0.01").select(attacks)
+    assert len(chosen) == len(custom) and set(chosen["accuracy"]) == {1.0}
+    assert note.startswith("Figures and claims read one evaluation: attack loss ce, backend native, "
+                           f"schedule steps 1, step 0.01, precision fp32, 100 test images ({len(custom)} records)")
+
+
+def test_an_evaluation_is_chosen_by_its_run(tmp_path, zoo_dir):
+    """Records of two runs (the white-box run and the matrix): --run-id reads one run's
+    records only, and an unknown run id is a user error naming the runs there are."""
+    from robench.report.load import load_results
+
+    rows = [dataclasses.replace(r, run_id="matrix" if r.mode == "blackbox" else "wb") for r in
+            attack_rows(zoo_hashes(zoo_dir))]
+    make_results(tmp_path / "results", zoo_dir, attacks=rows)
+    attacks = load_results(DATASET, tmp_path / "results", zoo_dir).attacks
+    chosen, note = Evaluation(run_id="matrix").select(attacks)
+    assert set(chosen["mode"]) == {"blackbox"} and len(chosen) == sum(r.mode == "blackbox" for r in rows)
+    assert note.startswith("Figures and claims read one evaluation: run matrix, precision fp32")
+    with pytest.raises(UserError, match="no attack records of run 'nope' here; runs with attack records: matrix, wb"):
+        Evaluation(run_id="nope").select(attacks)
 
 
 def test_rows_of_another_dataset_are_left_out(tmp_path, zoo_dir):
     rows = attack_rows(zoo_hashes(zoo_dir))
-    foreign = [{**r, "dataset": "mnist", "correct": 0, "accuracy": 0.0} for r in rows]
-    make_results(tmp_path / "results", zoo_dir)
-    _write_csv(tmp_path / "results" / "attacks.csv", rows + foreign)
+    foreign = [dataclasses.replace(r, dataset="mnist", correct=0) for r in rows]
+    make_results(tmp_path / "results", zoo_dir, attacks=rows + foreign)
     index = write_report(DATASET, tmp_path / "results", zoo_dir, tmp_path / "out", margins=False)
     long = pd.read_csv(tmp_path / "out" / "tables" / "whitebox.csv")
     assert len(long) == 3 * 2 * 3 and 0.0 not in set(long["accuracy"])
-    assert f"attacks.csv: {len(foreign)} rows of other datasets (mnist) were left out." in index.read_text()
-
-
-def test_schedule_labels():
-    from robench.evaluate.schedule import schedule_label
-
-    assert schedule_label("ifgsm", 0.3, 80, 1 / 255) == "default"  # ⌊min(76.5 + 4, 95.6)⌋ = 80
-    assert schedule_label("ifgsm", 0.3, 10, 1 / 255) == "steps 10, step default"
-    assert schedule_label("ifgsm", 0.1, 29, 0.01) == "steps default, step 0.01"
-    assert schedule_label("ifgsm", 0.0, 0, 1 / 255) == "default"
-    assert schedule_label("fgsm", 0.1, 1, 0.1) == "default"
-    assert schedule_label("fgsm", 0.1, 1, 0.2) == "steps default, step 0.2"
-    assert schedule_label("ifgsm", 0.1, float("nan"), float("nan")) == "default"
+    assert f"{len(foreign)} attack records of other datasets (mnist) were left out." in index.read_text()
 
 
 def test_noise_runs_stopped_by_the_epoch_cap_are_said():
     from robench.report.build import stop_reason_notes
 
-    rows = pd.DataFrame(experiment_rows("noise", NOISE))
+    rows = pd.DataFrame([r.as_dict() for r in experiment_rows("noise", NOISE)])
     rows["stop_reason"] = ["train_accuracy" if s == 0.0 else "epoch_cap" for s in rows["setting"]]
     how, capped = stop_reason_notes(rows, "noise")
     assert how == "How the runs stopped, per rate: 0: train_accuracy 9; 0.8: epoch_cap 9."
@@ -551,67 +547,44 @@ def test_noise_runs_stopped_by_the_epoch_cap_are_said():
         "How the runs stopped, per rate: 0: train_accuracy 9."]
 
 
-def test_each_mode_keeps_its_own_schedule(tmp_path, zoo_dir):
-    """White-box IFGSM on the default schedule, black-box IFGSM only with --steps 29 (which
-    equals Kurakin's count at ε = 0.1 of this grid): the black-box figure and claims still
-    read every black-box IFGSM row, all labelled by the run's override."""
-    from robench.report.load import load_results, primary_attacks
-
-    rows = attack_rows(zoo_hashes(zoo_dir))
-    for r in rows:
-        r["schedule"] = "default"
-        if r["experiment"] == "blackbox" and r["attack"] == "ifgsm":
-            r.update(steps=29, step_size=1 / 255, schedule="steps 29, step default")
-    make_results(tmp_path / "results", zoo_dir)
-    _write_csv(tmp_path / "results" / "attacks.csv", rows)
-    write_report(DATASET, tmp_path / "results", zoo_dir, tmp_path / "out", margins=False)
-    primary, _ = primary_attacks(load_results(DATASET, tmp_path / "results", zoo_dir).attacks)
-    blackbox_ifgsm = primary[(primary["experiment"] == "blackbox") & (primary["attack"] == "ifgsm")]
-    assert len(blackbox_ifgsm) == sum(r["experiment"] == "blackbox" and r["attack"] == "ifgsm" for r in rows)
-    assert set(blackbox_ifgsm["schedule"]) == {"steps 29, step default"}
-    assert (tmp_path / "out" / "figures" / "blackbox.png").exists()
-
-
 def test_matrix_and_pooled_claims_read_one_precision(tmp_path, zoo_dir):
-    """Black-box rows in bf16, white-box rows in fp32: the matrix's diagonal and the claims
-    that pool both modes must not mix them. One precision (the one with the most rows,
-    here bf16) is used for both modes; the white-box mode says why it has no figure."""
-    from robench.report.load import load_results, primary_attacks
-
-    rows = attack_rows(zoo_hashes(zoo_dir))
-    rows = [{**r, "precision": "bf16" if r["experiment"] == "blackbox" else "fp32"} for r in rows]
-    make_results(tmp_path / "results", zoo_dir)
-    _write_csv(tmp_path / "results" / "attacks.csv", rows)
-    index = write_report(DATASET, tmp_path / "results", zoo_dir, tmp_path / "out", margins=False).read_text()
-    primary, note = primary_attacks(load_results(DATASET, tmp_path / "results", zoo_dir).attacks)
-    assert set(primary["precision"]) == {"bf16"} and set(primary["experiment"]) == {"blackbox"}
-    assert "precision bf16" in note
-    assert "attack loss, backend and precision the figures use" in index
+    """Black-box records in bf16, white-box records in fp32: the report asks which; with
+    bf16 the matrix has no fp32 diagonal among bf16 cells and claim 4 says why it has no data."""
+    rows = [dataclasses.replace(r, precision="bf16" if r.mode == "blackbox" else "fp32")
+            for r in attack_rows(zoo_hashes(zoo_dir))]
+    make_results(tmp_path / "results", zoo_dir, attacks=rows)
+    with pytest.raises(UserError, match="choose one with --precision"):
+        write_report(DATASET, tmp_path / "results", zoo_dir, tmp_path / "out", margins=False)
+    index = write_report(DATASET, tmp_path / "results", zoo_dir, tmp_path / "out", margins=False,
+                         evaluation=Evaluation(precision="bf16")).read_text()
+    assert "None of these records is in the evaluation the figures read" in index
     matrix = pd.read_csv(tmp_path / "out" / "tables" / "matrix.csv")
-    assert (matrix["attacker"] != matrix["defender"]).all()  # no fp32 diagonal among bf16 cells
+    assert (matrix["attacker"] != matrix["defender"]).all()
     assert "no white-box rows for the diagonal (bf16; 100 test images)" in index
-    claims = pd.read_csv(tmp_path / "out" / "tables" / "claims.csv").set_index("claim")
-    assert claims.loc["4", "reason"].startswith("no data: no white-box rows of the attack loss, backend and precision")
+    claims = _claims(tmp_path / "out").set_index("claim")
+    assert claims.loc["4", "reason"].startswith("no data: no white-box records in the evaluation the claims read")
 
 
 def test_an_attack_on_fewer_samples_keeps_its_own_rows(tmp_path, zoo_dir):
-    """White-box IFGSM stored on 40 samples only: the largest sample count is chosen per
-    attack, so IFGSM stays in the figure and the claims, and the caption gives both counts."""
-    from robench.report.load import load_results, primary_attacks
+    """White-box IFGSM stored on 40 samples only: one sample count per mode and attack is
+    all the default evaluation asks, so IFGSM stays in the figure and the claims, and the
+    caption gives both counts; a second count of one attack is a choice for the user."""
+    from robench.report.load import load_results
 
-    rows = attack_rows(zoo_hashes(zoo_dir))
-    for r in rows:
-        if r["experiment"] == "whitebox" and r["attack"] == "ifgsm":
-            r.update(n=40, correct=round(r["accuracy"] * 40), accuracy=round(r["accuracy"] * 40) / 40)
-    make_results(tmp_path / "results", zoo_dir)
-    _write_csv(tmp_path / "results" / "attacks.csv", rows)
+    rows = [dataclasses.replace(r, n=40, correct=round(r.accuracy * 40), clean_correct=round(r.clean_accuracy * 40))
+            if r.mode == "whitebox" and r.attack == "ifgsm" else r for r in attack_rows(zoo_hashes(zoo_dir))]
+    make_results(tmp_path / "results", zoo_dir, attacks=rows)
     index = write_report(DATASET, tmp_path / "results", zoo_dir, tmp_path / "out", margins=False).read_text()
-    primary, _ = primary_attacks(load_results(DATASET, tmp_path / "results", zoo_dir).attacks)
-    whitebox = primary[primary["experiment"] == "whitebox"]
+    attacks = load_results(DATASET, tmp_path / "results", zoo_dir).attacks
+    chosen, _ = Evaluation().select(attacks)
+    whitebox = chosen[chosen["mode"] == "whitebox"]
     assert dict(whitebox.groupby("attack")["n"].unique().map(list)) == {"fgsm": [N], "ifgsm": [40]}
     assert "FGSM on 100 test images, IFGSM on 40 test images" in index
-    claims = pd.read_csv(tmp_path / "out" / "tables" / "claims.csv").set_index("claim")
-    assert claims.loc["4", "n"] == 2 * 2  # 1-to-N − hinge per (attack, ε > 0): both attacks count
+    assert _claims(tmp_path / "out").set_index("claim").loc["4", "n"] == 2 * 2  # both attacks count
+    both = pd.concat([attacks, attacks[attacks["mode"] == "whitebox"].assign(n=N)])
+    with pytest.raises(UserError, match="several test image counts per mode and attack .*--num-samples"):
+        Evaluation().select(both)
+    assert len(Evaluation(num_samples=40).select(both)[0]) == 3 * 3  # IFGSM's 40-image white-box records
 
 
 def test_describe_rows():

@@ -6,20 +6,20 @@ sweep stacks the ε values into one batch (:meth:`GradientSignAttack.sweep`). Th
 set is processed in chunks, so memory stays bounded, and correct counts stay on the
 device until a cell is finished.
 
-Rows (long format) go to ``<results_dir>/attacks.csv``, keyed by the member hashes and
-the attack parameters: a re-run skips finished cells, ``force`` recomputes them.
+Each finished (attacker, attack) block of cells is one transaction of attack records
+in the results folder's store (:class:`robench.store.ResultStore`), under the run id of
+the plan's configuration; a re-run skips the cells stored already, ``force``
+recomputes them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
-import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
@@ -28,23 +28,18 @@ from robench.attacks.backends import backend_names, craft
 from robench.attacks.base import ATTACKS, GradientSignAttack, check_eps
 from robench.device import resolve_precision
 from robench.errors import UserError
-from robench.evaluate.current import current_attack_rows
+from robench.evaluate.current import current_attack_records
 from robench.evaluate.members import LoadedMember, default_attacker, load_members
-from robench.evaluate.results import ResultStore
 from robench.evaluate.schedule import override_label
-from robench.evaluate.validity import SANITY, compute_flags, write_flags
+from robench.evaluate.validity import compute_flags
 from robench.losses import create_loss
 from robench.models.fast import with_fast_kernels
+from robench.store import SANITY, AttackRecord, FlagRecord, ResultStore, RunRecord
 from robench.zoo import loss_spec_of, versions
 
 log = logging.getLogger(__name__)
 
-ATTACK_RESULTS = "attacks.csv"
-FLAG_RESULTS = "flags.csv"
 SANITY_SAMPLES = 256
-FLUSH_SECONDS = 30.0  # finished rows are written at least this often (see _PendingRows)
-KEY_COLUMNS = ("experiment", "attacker", "attacker_sha256", "defender", "defender_sha256", "attack", "attack_loss",
-               "backend", "eps", "steps", "step_size", "n", "precision", "coupled_batch", "split_hash")
 EPS_GRIDS = {
     "digits": tuple(round(0.05 * i, 2) for i in range(7)),
     "mnist": tuple(round(0.05 * i, 2) for i in range(7)),
@@ -62,7 +57,8 @@ DEFAULT_CHUNK = {"cpu": 256, "cuda": 4096}
 
 @dataclass
 class AttackPlan:
-    """What one ``robench attack`` invocation computes."""
+    """What one ``robench attack`` invocation computes (``mode`` ``sanity``: the ε = 1
+    white-box cells of :func:`sanity_plan`)."""
 
     mode: str
     attacks: Sequence[str] = ("fgsm", "ifgsm")
@@ -77,7 +73,6 @@ class AttackPlan:
     chunk_size: int = 0  # test samples per chunk; 0: DEFAULT_CHUNK of the device
     precision: str = "auto"  # of the native attacks' model passes (robench.device.resolve_precision)
     force: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_eps(text: str) -> list[float]:
@@ -102,7 +97,7 @@ def _pairs(plan: AttackPlan, members: list[LoadedMember]) -> list[tuple[LoadedMe
     if unknown:
         raise UserError(f"unknown defender {unknown[0]!r}; valid: {', '.join(by_name)}")
     defenders = [by_name[n] for n in plan.defenders] if plan.defenders else members
-    if plan.mode == "whitebox":
+    if plan.mode in ("whitebox", SANITY):
         return [(m, [m]) for m in defenders]
     if plan.attacker == "all":
         return [(a, defenders) for a in members]
@@ -115,45 +110,42 @@ def _pairs(plan: AttackPlan, members: list[LoadedMember]) -> list[tuple[LoadedMe
     return [(attacker, [d for d in defenders if d is not attacker] or defenders)]
 
 
-def _row(plan, dataset, attacker, defender, attack, eps, n, correct, clean) -> dict[str, Any]:
+def _record(plan, run_id, dataset, attacker, defender, attack, eps, n, correct, clean) -> AttackRecord:
     steps, step_size = attack.schedule(eps)
     d_loss = defender.card["loss"]
-    return {
-        "experiment": "whitebox" if attacker is defender else "blackbox",
-        "dataset": dataset.name,
-        "attacker": attacker.name,
-        "defender": defender.name,
-        "attack": attack.name,
-        "attack_loss": plan.attack_loss,
-        "backend": plan.backend,
-        "eps": eps,
-        "steps": steps,
-        "step_size": step_size,
-        "n": n,
-        "precision": _precision(plan, attacker),
-        "schedule": override_label(attack.steps, attack.step_size),
-        # how many samples an attack loss that couples them (``model``) couples at once; blank otherwise
-        "coupled_batch": min(plan.chunk_size, n) if attack.loss.couples_batch else "",
-        "correct": correct,
-        "accuracy": correct / n,
-        "clean_correct": clean,
-        "clean_accuracy": clean / n,
-        "repeat": 0,
-        "num_classes": dataset.num_classes,
-        "defender_loss": d_loss["name"],
-        "defender_bound": d_loss["bound"],
-        "defender_delta": d_loss["delta"],
-        "defender_head": defender.card["head"],
-        "attacker_loss": attacker.card["loss"]["name"],
-        "attacker_seed": attacker.card["seed"],
-        "defender_seed": defender.card["seed"],
-        "attacker_sha256": attacker.sha256,
-        "defender_sha256": defender.sha256,
-        "split_hash": dataset.split_hash,
-        "robench_version": versions()["robench"],
-        "torch_version": versions()["torch"],
-        **plan.extra,
-    }
+    return AttackRecord(
+        run_id=run_id,
+        dataset=dataset.name,
+        mode=SANITY if plan.mode == SANITY else "whitebox" if attacker is defender else "blackbox",
+        attacker=attacker.name,
+        attacker_sha256=attacker.sha256,
+        attacker_loss=attacker.card["loss"]["name"],
+        attacker_seed=attacker.card["seed"],
+        defender=defender.name,
+        defender_sha256=defender.sha256,
+        defender_loss=d_loss["name"],
+        defender_bound=d_loss["bound"],
+        defender_delta=d_loss["delta"],
+        defender_head=defender.card["head"],
+        defender_seed=defender.card["seed"],
+        split_hash=dataset.split_hash,
+        num_classes=dataset.num_classes,
+        attack=attack.name,
+        attack_loss=plan.attack_loss,
+        backend=plan.backend,
+        eps=eps,
+        steps=steps,
+        step_size=step_size,
+        schedule=override_label(attack.steps, attack.step_size),
+        n=n,
+        precision=_precision(plan, attacker),
+        # how many samples an attack loss that couples them (``model``) couples at once
+        coupled_batch=min(plan.chunk_size, n) if attack.loss.couples_batch else None,
+        correct=correct,
+        clean_correct=clean,
+        robench_version=versions()["robench"],
+        torch_version=versions()["torch"],
+    )
 
 
 def _precision(plan: AttackPlan, attacker: LoadedMember) -> str:
@@ -176,8 +168,9 @@ def _count_correct(model, x, y) -> torch.Tensor:
     return (model(x).argmax(dim=1) == y).sum()
 
 
-def _attack_cell_block(plan, dataset, attacker, defenders, attack, eps_values, x_all, y_all, bar, clean_cache):
-    """Accuracy of every defender under one attacker's attack at every ε: result rows.
+def _attack_cell_block(plan, run_id, dataset, attacker, defenders, attack, eps_values, x_all, y_all, bar,
+                       clean_cache) -> list[AttackRecord]:
+    """Accuracy of every defender under one attacker's attack at every ε: attack records.
 
     A defender's clean count on a chunk does not depend on the attacker: it comes from
     ``clean_cache`` {(defender sha256, chunk start): count} after its first evaluation.
@@ -201,7 +194,7 @@ def _attack_cell_block(plan, dataset, attacker, defenders, attack, eps_values, x
         bar.update(1)
     correct, clean = correct.tolist(), clean.tolist()
     return [
-        _row(plan, dataset, attacker, d, attack, e, n, correct[i][j], clean[j])
+        _record(plan, run_id, dataset, attacker, d, attack, e, n, correct[i][j], clean[j])
         for i, e in enumerate(eps_values)
         for j, d in enumerate(defenders)
     ]
@@ -237,8 +230,22 @@ def _fast_members(members: list[LoadedMember]) -> list[LoadedMember]:
     return [dataclasses.replace(m, model=with_fast_kernels(m.model)) for m in members]
 
 
-def run_attack_plan(plan: AttackPlan, dataset, members: list[LoadedMember], store: ResultStore) -> list[dict]:
-    """Compute every missing cell of ``plan`` and append its rows to ``store``."""
+def _run(plan: AttackPlan, dataset, eps_values: list[float], n: int) -> RunRecord:
+    """The stored configuration of ``plan`` on ``dataset``, everything resolved."""
+    config = {
+        "dataset": dataset.name, "mode": plan.mode, "attacks": list(plan.attacks), "eps": eps_values,
+        "attacker": plan.attacker, "defenders": list(plan.defenders) if plan.defenders else None,
+        "attack_loss": plan.attack_loss, "backend": plan.backend, "steps": plan.steps,
+        "step_size": plan.step_size, "num_samples": n, "batch_size": plan.chunk_size,
+        "precision": "fp32" if plan.backend != "native" else resolve_precision(plan.precision, dataset.test.y.device),
+    }
+    return RunRecord.of("attack", config, versions()["robench"])
+
+
+def run_attack_plan(plan: AttackPlan, dataset, members: list[LoadedMember], store: ResultStore) -> tuple[
+        list[AttackRecord], str]:
+    """Compute every missing cell of ``plan`` and store its records; returns the new
+    records and the run id they are stored under."""
     if plan.backend not in backend_names():
         raise UserError(f"unknown attack backend {plan.backend!r}; valid: {', '.join(backend_names())}")
     eps_values = sorted({check_eps(e) for e in (plan.eps or EPS_GRIDS[dataset.name])})
@@ -250,65 +257,32 @@ def run_attack_plan(plan: AttackPlan, dataset, members: list[LoadedMember], stor
         plan = dataclasses.replace(plan, chunk_size=DEFAULT_CHUNK.get(y_all.device.type, 1024))
     _check_schedule_overrides(plan)
     pairs = _pairs(plan, _fast_members(members))
-    done = set() if plan.force else store.done_keys()
+    run_id = store.save_run(_run(plan, dataset, eps_values, n))
+    done = set() if plan.force else store.cells(AttackRecord)
     todo = []
     for attacker, defenders in pairs:
         for name in plan.attacks:
             attack = _attack_for(plan, name, attacker)
-            probe = [_row(plan, dataset, attacker, d, attack, e, n, 0, 0) for e in eps_values for d in defenders]
-            if any(store.key_of(r) not in done for r in probe):
+            probe = [_record(plan, run_id, dataset, attacker, d, attack, e, n, 0, 0)
+                     for e in eps_values for d in defenders]
+            if any(r.cell not in done for r in probe):
                 todo.append((attacker, defenders, name))
     chunks = -(-n // plan.chunk_size)
-    rows: list[dict] = []
+    records: list[AttackRecord] = []
     clean_cache: dict[tuple[str, int], torch.Tensor] = {}
-    with tqdm(total=len(todo) * chunks, desc=f"{plan.mode} {dataset.name}", unit="batch", disable=None) as bar, \
-            _PendingRows(store) as pending:
+    with tqdm(total=len(todo) * chunks, desc=f"{plan.mode} {dataset.name}", unit="batch", disable=None) as bar:
         for attacker, defenders, name in todo:
             attack = _attack_for(plan, name, attacker)
             bar.set_postfix(attacker=attacker.name, attack=name)
             try:
-                block = _attack_cell_block(plan, dataset, attacker, defenders, attack, eps_values, x_all, y_all,
-                                           bar, clean_cache)
+                block = _attack_cell_block(plan, run_id, dataset, attacker, defenders, attack, eps_values, x_all,
+                                           y_all, bar, clean_cache)
             except torch.cuda.OutOfMemoryError:
                 raise UserError(f"out of GPU memory attacking {plan.chunk_size} samples at once; "
                                 "pass a smaller --batch-size") from None
-            pending.add(block)
-            rows.extend(block)
-    return rows
-
-
-class _PendingRows:
-    """Finished rows on their way to ``store``: written when FLUSH_SECONDS have passed
-    since the last write, when the plan ends, and when it stops on an error or an
-    interrupt, so at most FLUSH_SECONDS of finished work are lost to a hard kill.
-
-    Each write rewrites the growing CSV atomically. Writing after every (attacker,
-    attack) block cost 0.8 s for the 16 blocks of an 8-member matrix on the 2-core box,
-    where a GPU crafts and evaluates one such block of 2048 MNIST images in 0.07 s
-    (FGSM) to 0.35 s (IFGSM).
-    """
-
-    def __init__(self, store: ResultStore) -> None:
-        self.store = store
-        self.rows: list[dict] = []
-        self.last_write = time.monotonic()
-
-    def __enter__(self) -> "_PendingRows":
-        return self
-
-    def add(self, block: list[dict]) -> None:
-        self.rows.extend(block)
-        if time.monotonic() - self.last_write >= FLUSH_SECONDS:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.rows:
-            self.store.append(self.rows, replace=True)
-            self.rows = []
-        self.last_write = time.monotonic()
-
-    def __exit__(self, *exc_info) -> None:
-        self.flush()
+            store.append(block, replace=plan.force)
+            records.extend(block)
+    return records, run_id
 
 
 def run_attacks(
@@ -318,36 +292,35 @@ def run_attacks(
     results_dir: Path | None = None,
     device: str = "auto",
     data_root: Path = Path("data"),
-) -> tuple[list[dict], list[dict]]:
+) -> tuple[list[AttackRecord], list[FlagRecord]]:
     """Load data and members, run ``plan`` (plus the ε = 1 sanity cells of a native
-    white-box run), recompute the validity flags of the stored rows that describe the
-    zoo now (:func:`current_attack_rows`) and write them to ``flags.csv``; returns the
-    new rows and all flags."""
+    white-box run), recompute the validity flags of the stored cells that describe the
+    zoo now (:func:`current_attack_records`) and store them; returns the new records
+    and all flags."""
     from robench.data import DATASETS, load_dataset
     from robench.device import resolve_device
 
     DATASETS.get(dataset_name)
     if plan.mode not in MODES:
         raise UserError(f"unknown mode {plan.mode!r}; valid: {', '.join(MODES)}")
-    target = resolve_device(device)
-    members = load_members(zoo_dir, dataset_name, None, target)
-    dataset = load_dataset(dataset_name, data_root).to(target)
     results_dir = Path(results_dir) if results_dir else Path("reports") / dataset_name / "results"
-    store = ResultStore(results_dir / ATTACK_RESULTS, KEY_COLUMNS)
-    rows = run_attack_plan(plan, dataset, members, store)
-    if plan.mode == "whitebox" and plan.backend == "native":
-        rows += run_attack_plan(sanity_plan(plan, plan.num_samples or len(dataset.test)), dataset, members, store)
-    stored = pd.DataFrame(store.rows(), dtype=str).fillna("")  # columns added later: blank in older rows
-    current, _ = current_attack_rows(stored, KEY_COLUMNS, {m.name: m.sha256 for m in members})
-    flags = compute_flags(current.to_dict("records"))
-    write_flags(results_dir / FLAG_RESULTS, flags)
-    return rows, flags
+    with ResultStore(results_dir) as store:
+        target = resolve_device(device)
+        members = load_members(zoo_dir, dataset_name, None, target)
+        dataset = load_dataset(dataset_name, data_root).to(target)
+        records, run_id = run_attack_plan(plan, dataset, members, store)
+        if plan.mode == "whitebox" and plan.backend == "native":
+            records += run_attack_plan(sanity_plan(plan, plan.num_samples or len(dataset.test)), dataset, members,
+                                       store)[0]
+        current, _ = current_attack_records(store.records(AttackRecord), {m.name: m.sha256 for m in members})
+        flags = [FlagRecord(run_id=run_id, **flag) for flag in compute_flags(current)]
+        store.replace_all(FlagRecord, flags)
+    return records, flags
 
 
 def sanity_plan(plan: AttackPlan, num_samples: int) -> AttackPlan:
     """White-box IFGSM at ε = 1 on the first min(256, ``num_samples``) test samples:
     the ``large_eps_to_chance`` check."""
-    return AttackPlan("whitebox", ("ifgsm",), (1.0,), defenders=plan.defenders,
+    return AttackPlan(SANITY, ("ifgsm",), (1.0,), defenders=plan.defenders,
                       attack_loss=plan.attack_loss, num_samples=min(SANITY_SAMPLES, num_samples),
-                      chunk_size=plan.chunk_size, precision=plan.precision, force=plan.force,
-                      extra={"experiment": SANITY})
+                      chunk_size=plan.chunk_size, precision=plan.precision, force=plan.force)

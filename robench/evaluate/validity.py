@@ -11,42 +11,24 @@ gradient masking or a bug. docs/flags.md explains each one and what to do about 
 - ``large_eps_to_chance``: white-box IFGSM at ε = 1 (covers the pixel range) drives
   accuracy to chance (1/K) or below, within three binomial standard errors.
 
-Rows are compared only with rows of the same attack loss, backend, sample count,
+Records are compared only with records of the same attack loss, backend, sample count,
 precision, step schedule and coupled batch (bf16 and fp32 runs of a cell, a run with
-``--steps`` / ``--step-size`` beside a default one
-(:func:`robench.evaluate.schedule.row_schedule`), and ``model``-loss runs on different
-chunks are judged apart); callers pass one row per cell
-(:func:`robench.evaluate.current.current_attack_rows`).
+``--steps`` / ``--step-size`` beside a default one, and ``model``-loss runs on different
+chunks are judged apart); callers pass one record per cell
+(:func:`robench.evaluate.current.current_attack_records`).
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
-from robench.evaluate.current import LATER_COLUMNS
-from robench.evaluate.results import write_csv
-from robench.evaluate.schedule import DEFAULT_SCHEDULE, as_number, row_schedule
+from robench.evaluate.schedule import DEFAULT_SCHEDULE
+from robench.store import SANITY, AttackRecord, FlagRecord
 
 FLAGS = ("monotone_in_eps", "eps0_is_clean", "ifgsm_not_above_fgsm",
          "whitebox_not_above_transfer", "large_eps_to_chance")
-FLAG_COLUMNS = ("flag", "passed", "scope", "detail")
-SANITY = "sanity"
-
-
-def _typed(row: dict[str, Any]) -> dict[str, Any]:
-    out = dict(row)
-    for column, value in LATER_COLUMNS.items():  # files from before the column
-        out[column] = str(row.get(column) or value)
-    out["eps"] = float(row["eps"])
-    for key in ("correct", "clean_correct", "n", "num_classes"):
-        out[key] = int(float(row[key]))
-    out["schedule"] = row_schedule(row)
-    out["accuracy"] = out["correct"] / out["n"]  # flags judge the counts themselves
-    out["clean_accuracy"] = out["clean_correct"] / out["n"]
-    return out
 
 
 def _flag(name: str, passed: bool, scope: str, detail: str) -> dict[str, Any]:
@@ -85,13 +67,13 @@ def _cell(r: dict[str, Any], attack: str, schedule: str) -> tuple:
             r["coupled_batch"])
 
 
-def _tag(precision: str, schedule: str = DEFAULT_SCHEDULE, batch: str = "") -> str:
+def _tag(precision: str, schedule: str = DEFAULT_SCHEDULE, batch: int | None = None) -> str:
     """`` bf16``, `` (steps 20, step default)`` and `` (batch 256)`` in a flag's scope;
     nothing for fp32 (the CPU's and the peers' precision), the default schedule and an
     attack loss that couples no samples."""
     text = "" if precision == "fp32" else f" {precision}"
     text += "" if schedule == DEFAULT_SCHEDULE else f" ({schedule})"
-    return text + (f" (batch {batch})" if batch else "")
+    return text + (f" (batch {batch})" if batch is not None else "")
 
 
 def _tags(r: dict[str, Any]) -> str:
@@ -99,12 +81,9 @@ def _tags(r: dict[str, Any]) -> str:
 
 
 def _reaches_eps(row: dict[str, Any]) -> bool:
-    """Whether the row's steps × step size can reach its ε (unknown numbers: assumed so).
-    Kurakin's default always can; ``--steps 3`` of 1/255 at ε = 0.1 cannot."""
-    steps, size = as_number(row.get("steps")), as_number(row.get("step_size"))
-    if math.isnan(steps) or math.isnan(size):
-        return True
-    return steps * size >= row["eps"] * (1 - 1e-9)
+    """Whether the row's steps × step size can reach its ε. Kurakin's default always
+    can; ``--steps 3`` of 1/255 at ε = 0.1 cannot."""
+    return row["steps"] * row["step_size"] >= row["eps"] * (1 - 1e-9)
 
 
 def _ifgsm_vs_fgsm(whitebox) -> list[dict]:
@@ -153,31 +132,27 @@ def _chance(sanity) -> list[dict]:
     ]
 
 
-def compute_flags(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every validity flag of a result set, failures first."""
-    typed = [_typed(r) for r in rows]
-    sweep = [r for r in typed if r["experiment"] != SANITY]
-    whitebox = [r for r in sweep if r["attacker"] == r["defender"]]
-    transfer = [r for r in sweep if r["attacker"] != r["defender"]]
+def compute_flags(records: Iterable[AttackRecord]) -> list[dict[str, Any]]:
+    """Every validity flag of a set of attack records (flag, passed, scope, detail),
+    failures first."""
+    rows = [r.as_dict() for r in records]
+    sweep = [r for r in rows if r["mode"] != SANITY]
+    whitebox = [r for r in sweep if r["mode"] == "whitebox"]
+    transfer = [r for r in sweep if r["mode"] == "blackbox"]
     flags = (_monotone(sweep) + _eps0(sweep) + _ifgsm_vs_fgsm(whitebox)
              + _whitebox_vs_transfer(whitebox, transfer)
-             + _chance([r for r in typed if r["experiment"] == SANITY]))
+             + _chance([r for r in rows if r["mode"] == SANITY]))
     return sorted(flags, key=lambda f: (f["passed"], FLAGS.index(f["flag"])))
 
 
-def write_flags(path: Path, flags: list[dict[str, Any]]) -> None:
-    """Store the flags next to the results they judge (atomically)."""
-    write_csv(path, FLAG_COLUMNS, flags)
-
-
-def summarize_flags(flags: list[dict[str, Any]]) -> str:
+def summarize_flags(flags: Sequence[FlagRecord]) -> str:
     """One line per flag kind (passed / checked), then each failure."""
     lines = []
     for name in FLAGS:
-        mine = [f for f in flags if f["flag"] == name]
+        mine = [f for f in flags if f.flag == name]
         if mine:
-            passed = sum(f["passed"] for f in mine)
+            passed = sum(f.passed for f in mine)
             lines.append(f"{name:<28} {passed}/{len(mine)} passed")
-    failures = [f for f in flags if not f["passed"]]
-    lines += [f"FAILED {f['flag']}: {f['scope']}: {f['detail']}" for f in failures]
+    failures = [f for f in flags if not f.passed]
+    lines += [f"FAILED {f.flag}: {f.scope}: {f.detail}" for f in failures]
     return "\n".join(lines) if lines else "no validity flags: no attack results yet"

@@ -1,8 +1,8 @@
 """The paper's generalization (§IV-C) and noisy-label (§IV-D) experiments.
 
 ``run_generalization`` / ``run_noise`` train one model per (setting, repeat, loss),
-store them like zoo members under ``zoo/<dataset>/experiments/`` and write long-format
-rows to ``reports/<dataset>/results/{generalization,noise}.csv``; ``summarize`` and
+store them like zoo members under ``zoo/<dataset>/experiments/`` and store one
+experiment record per cell in ``reports/<dataset>/results/``; ``summarize`` and
 ``format_summary`` turn rows into means, 95 % t-intervals and paired differences to ce.
 """
 

@@ -4,11 +4,12 @@ training specs, and the resumable loop over cells (PROTOCOL.md, "Experiments").
 A *cell* is one (setting, repeat, member): a model trained on one subset or noisy set
 with one loss. Its model is stored like a zoo member in
 ``<zoo_dir>/<dataset>/experiments/<member>-<suffix>`` (``ce-s0-gen0.0625-r2``,
-``1toN-sym-d4-s0-noise0.4-r1``) and its result is one long-format row of
-``<results_dir>/<experiment>.csv``, keyed by (experiment, setting, repeat, member). A
-re-run skips the rows already there (``force`` recomputes them); a killed run resumes
-the cell it was in from the member's per-epoch checkpoint. A stored row of another
-preset or training spec (its ``spec_hash``) is an error, never silently reused.
+``1toN-sym-d4-s0-noise0.4-r1``) and its result is one
+:class:`robench.store.ExperimentRecord` in the results folder's store, keyed by
+(dataset, experiment, setting, repeat, member). A re-run skips the cells stored already
+(``force`` recomputes them); a killed run resumes the cell it was in from the member's
+per-epoch checkpoint. A stored cell of another preset or training spec (its
+``spec_hash``) is an error, never silently reused.
 
 Choices (ours where the paper is silent):
 
@@ -42,22 +43,14 @@ from robench.config import TrainSpec, to_dict
 from robench.data.base import Dataset, Split
 from robench.data.subsets import fixed_pool, paper_fractions
 from robench.errors import UserError
-from robench.evaluate.results import ResultStore
 from robench.presets import train_spec, with_overrides
-from robench.zoo import MemberDef, load_definition, member_dir, member_name, select_members
+from robench.store import ExperimentRecord, ResultStore, RunRecord
+from robench.store.records import cell_of
+from robench.zoo import MemberDef, load_definition, member_dir, member_name, select_members, versions
 
 EXPERIMENTS = ("generalization", "noise")
 SETTING_NAME = {"generalization": "fraction", "noise": "rate"}
 SUFFIX = {"generalization": "gen", "noise": "noise"}
-KEY_COLUMNS = ("experiment", "setting", "repeat", "member")
-COLUMNS = (  # of a result row, in CSV order (ResultStore adds a timestamp)
-    "experiment", "dataset", "setting_name", "setting", "repeat", "member", "model",
-    "loss", "bound", "delta", "head", "num_train", "num_flipped", "num_test",
-    "test_accuracy", "stop_reason", "epochs", "steps", "weights_sha256", "split_hash",
-    "seed", "train_seed", "preset", "spec_hash", "versions",
-)
-INT_COLUMNS = {"repeat", "num_train", "num_flipped", "num_test", "epochs", "steps", "seed", "train_seed"}
-FLOAT_COLUMNS = {"setting", "delta", "test_accuracy"}
 SEED_STRIDE = 1000  # training seed of repeat r: member.seed * SEED_STRIDE + r
 DATA_SEED = 0  # seed of the subsets, noisy sets, pools and test samples
 
@@ -229,22 +222,39 @@ def _delta(member: MemberDef) -> float | None:
     return None if member.loss.name == "ce" else member.loss.delta
 
 
-def typed(row: dict[str, Any]) -> dict[str, Any]:
-    """A stored (string) row with its numeric columns as int / float (blank: None)."""
-    out: dict[str, Any] = {}
-    for key, value in row.items():
-        if key in INT_COLUMNS or key in FLOAT_COLUMNS:
-            if value is None or value == "":
-                out[key] = None
-            else:
-                out[key] = int(value) if key in INT_COLUMNS else float(value)
-        else:
-            out[key] = value
-    return out
-
-
 # build(setting, repeat) -> (training split, card extra): the experiment's own part.
 BuildTrain = Callable[[float, int], tuple[Split, dict[str, Any]]]
+
+
+def _cell(dataset: str, experiment: str, setting: float, repeat: int, member: MemberDef) -> str:
+    values = {"dataset": dataset, "experiment": experiment, "setting": float(setting), "repeat": repeat,
+              "member": member.name}
+    return cell_of(values, ExperimentRecord.KEY)
+
+
+def _check_stored(stored: dict[str, ExperimentRecord], cells: list[tuple[float, int, MemberDef, str]],
+                  specs: dict[str, TrainSpec], plan: ExperimentPlan, preset: str, store: ResultStore) -> None:
+    """A UserError if a stored cell was trained with another preset or training spec."""
+    for _, _, member, cell in cells:
+        record = stored.get(cell)
+        if record is not None and (record.preset != preset
+                                   or record.spec_hash != spec_hash(specs[member.loss.name], plan)):
+            raise UserError(
+                f"{store.path} holds a {plan.experiment} cell for {member.name} trained with another preset "
+                f"or training spec (preset {record.preset!r}); use another --results-dir or --force")
+
+
+def _record(run_id: str, plan: ExperimentPlan, dataset: str, preset: str, setting: float, repeat: int,
+            member: MemberDef, card: dict[str, Any], spec: TrainSpec) -> ExperimentRecord:
+    return ExperimentRecord(
+        run_id=run_id, dataset=dataset, experiment=plan.experiment, setting_name=plan.setting_name,
+        setting=float(setting), repeat=repeat, member=member.name, model=card["name"], loss=member.loss.name,
+        bound=_bound(member), delta=_delta(member), head=member.head, num_train=card["num_train"],
+        num_flipped=card.get("num_flipped"), num_test=card["num_test"],
+        test_accuracy=card["clean_test_accuracy"], stop_reason=card["stop_reason"], epochs=card["epochs"],
+        steps=card["steps"], weights_sha256=card["weights_sha256"], split_hash=card["split_hash"],
+        seed=member.seed, train_seed=card["seed"], preset=preset, spec_hash=spec_hash(spec, plan),
+        robench_version=card["versions"]["robench"], torch_version=card["versions"]["torch"])
 
 
 def run_cells(
@@ -260,7 +270,7 @@ def run_cells(
     build: Callable[[Dataset, ExperimentPlan], BuildTrain],
 ) -> list[dict[str, Any]]:
     """Train and evaluate every (setting, repeat, member) cell of ``experiment`` that
-    has no row yet; return the rows of all its cells (typed), in plan order."""
+    has no record yet; return the records of all its cells (as dicts), in plan order."""
     from robench.data import load_dataset
     from robench.device import resolve_device
     from robench.train.members import train_member
@@ -268,29 +278,23 @@ def run_cells(
     plan = plan_for(experiment, preset, dataset)
     members = experiment_members(dataset, zoo_dir, names)
     results_dir = Path(results_dir) if results_dir else Path("reports") / dataset / "results"
-    store = ResultStore(results_dir / f"{experiment}.csv", KEY_COLUMNS)
-    cells = [(s, r, m) for s in plan.settings for r in range(plan.repeats) for m in members]
-    keys = [store.key_of({"experiment": experiment, "setting": float(s), "repeat": r, "member": m.name})
-            for s, r, m in cells]
+    store = ResultStore(results_dir)
+    cells = [(s, r, m, _cell(dataset, experiment, s, r, m)) for s in plan.settings for r in range(plan.repeats)
+             for m in members]
     specs = {m.loss.name: experiment_spec(plan, dataset, preset, m.loss.name) for m in members}
-    stored = {store.key_of(row): row for row in store.rows()}
-    for (_, _, member), key in zip(cells, keys):
-        row = stored.get(key)
-        if row is None or force:
-            continue
-        if row.get("preset") != preset or row.get("spec_hash", "") != spec_hash(specs[member.loss.name], plan):
-            raise UserError(
-                f"{store.path} holds a {experiment} row for {member.name} trained with another preset "
-                f"or training spec (preset {row.get('preset')!r}); use another --results-dir or --force"
-            )
-    todo = {k for k in keys if force or k not in stored}
+    stored = {r.cell: r for r in store.records(ExperimentRecord)}
+    if not force:
+        _check_stored(stored, cells, specs, plan, preset, store)
+    config = {"dataset": dataset, "experiment": experiment, "preset": preset, "plan": dataclasses.asdict(plan),
+              "members": [m.name for m in members],
+              "spec_hashes": {loss: spec_hash(spec, plan) for loss, spec in sorted(specs.items())}}
+    run_id = store.save_run(RunRecord.of("experiment", config, versions()["robench"]))
     data = None
     builder: BuildTrain | None = None
     cache: dict[tuple[float, int], tuple[Split, dict[str, Any]]] = {}
-    bar = tqdm(zip(cells, keys), total=len(cells), desc=f"{experiment} {dataset}", unit="cell",
-               disable=None)
-    for (setting, repeat, member), key in bar:
-        if key not in todo:
+    bar = tqdm(cells, total=len(cells), desc=f"{experiment} {dataset}", unit="cell", disable=None)
+    for setting, repeat, member, cell in bar:
+        if cell in stored and not force:
             continue
         if data is None:
             data = experiment_data(load_dataset(dataset, data_root).to(resolve_device(device)), plan)
@@ -307,21 +311,9 @@ def run_cells(
         bar.set_postfix_str(name)
         card = train_member(data, dataclasses.replace(member, seed=seed), spec, folder,
                             name=name, train=train, extra=extra, force=force)
-        row = {
-            "experiment": experiment, "dataset": dataset, "setting_name": plan.setting_name,
-            "setting": float(setting), "repeat": repeat, "member": member.name, "model": name,
-            "loss": member.loss.name, "bound": _bound(member), "delta": _delta(member),
-            "head": member.head, "num_train": card["num_train"],
-            "num_flipped": card.get("num_flipped"), "num_test": card["num_test"],
-            "test_accuracy": card["clean_test_accuracy"], "stop_reason": card["stop_reason"],
-            "epochs": card["epochs"], "steps": card["steps"],
-            "weights_sha256": card["weights_sha256"], "split_hash": card["split_hash"],
-            "seed": member.seed, "train_seed": seed, "preset": preset,
-            "spec_hash": spec_hash(spec, plan),
-            "versions": json.dumps(card["versions"], sort_keys=True, separators=(",", ":")),
-        }
-        store.append([{c: row[c] for c in COLUMNS}], replace=True)  # fixed column order
+        record = _record(run_id, plan, dataset, preset, setting, repeat, member, card, spec)
+        store.append([record], replace=True)
+        stored[cell] = record
     bar.close()
-    stored = {store.key_of(row): row for row in store.rows()}
-    return [typed(stored[key]) for key in keys]
-
+    store.close()
+    return [stored[cell].as_dict() for *_, cell in cells]

@@ -3,7 +3,7 @@
 Every loss trains on the same random subsets of the training split, at several fractions
 and a few repeats each (the paper: 0.125 % … 100 %, 5 subsets per fraction), without
 augmentation and for at least the plan's ``min_steps`` optimizer steps, and is evaluated
-on the test split. Rows go to ``<results_dir>/generalization.csv``.
+on the test split. Each cell is an experiment record in the store of ``<results_dir>``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def run_generalization(
 
     Members: one per distinct loss of ``zoo/<dataset>.toml``, narrowed by ``names``.
     Models land in ``<zoo_dir>/<dataset>/experiments/<member>-gen<fraction>-r<repeat>``;
-    rows in ``<results_dir>/generalization.csv`` (default ``reports/<dataset>/results``).
+    records in the store of ``<results_dir>`` (default ``reports/<dataset>/results``).
     Returns the rows of every cell of the plan, finished earlier or now.
     """
     return run_cells("generalization", dataset, preset, names, Path(zoo_dir), results_dir,

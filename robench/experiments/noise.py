@@ -4,7 +4,8 @@ Every loss trains on the same noisy training sets (a fraction of the labels repl
 a uniformly drawn different class; the paper: 0–80 %, 5 noisy sets per rate), without
 augmentation, and stops at the first epoch whose accuracy on the noisy training set
 reaches 80 % or at the epoch cap; the row's ``stop_reason`` says which
-(``train_accuracy`` / ``epoch_cap``). Rows go to ``<results_dir>/noise.csv``.
+(``train_accuracy`` / ``epoch_cap``). Each cell is an experiment record in the store of
+``<results_dir>``.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def run_noise(
 
     Members: one per distinct loss of ``zoo/<dataset>.toml``, narrowed by ``names``.
     Models land in ``<zoo_dir>/<dataset>/experiments/<member>-noise<rate>-r<repeat>``;
-    rows in ``<results_dir>/noise.csv`` (default ``reports/<dataset>/results``).
+    records in the store of ``<results_dir>`` (default ``reports/<dataset>/results``).
     Returns the rows of every cell of the plan, finished earlier or now.
     """
     return run_cells("noise", dataset, preset, names, Path(zoo_dir), results_dir,

@@ -1,8 +1,8 @@
 """Robustness reports: pandas tables, seaborn figures, one HTML page and its Markdown twin.
 
-:func:`write_report` reads a dataset's result CSVs (``attacks.csv``, ``flags.csv``,
-``generalization.csv``, ``noise.csv``; any may be missing) and its zoo cards, and writes
-into ``out_dir`` (``reports/<dataset>/`` by default in the CLI)::
+:func:`write_report` reads a dataset's records from the results folder's store (attack
+cells, experiment cells, validity flags; any may be missing) and its zoo cards, and
+writes into ``out_dir`` (``reports/<dataset>/`` by default in the CLI)::
 
     index.html          one self-contained page (inline CSS, figures as data URIs)
     report.md           the same content, figures linked as figures/<name>.png
@@ -30,7 +30,8 @@ from robench.report import build
 from robench.report.content import Page
 from robench.report.figures import make_palette, member_order
 from robench.report.html import render_html, render_markdown
-from robench.report.load import Results, load_results, primary_attacks
+from robench.evaluate.evaluation import Evaluation
+from robench.report.load import Results, load_results
 
 __all__ = ["write_report"]
 
@@ -41,11 +42,11 @@ def _generator() -> dict[str, str]:
 
 
 def _context(results: Results, out_dir: Path, data_root: Path, matrix_eps: float | None,
-             margins: bool) -> build.Context:
-    primary, note = primary_attacks(results.attacks)
+             margins: bool, evaluation: Evaluation) -> build.Context:
+    evaluated, note = evaluation.select(results.attacks)
     losses = build.member_losses(results)
     palette = make_palette(member_order(losses, losses))
-    return build.Context(results, out_dir, Path(data_root), matrix_eps, primary, note, losses, palette, margins)
+    return build.Context(results, out_dir, Path(data_root), matrix_eps, evaluated, note, losses, palette, margins)
 
 
 def _summary(results: Results, claims: pd.DataFrame, run: dict[str, str]) -> list[str]:
@@ -54,8 +55,8 @@ def _summary(results: Results, claims: pd.DataFrame, run: dict[str, str]) -> lis
     if not results.ran_anything:
         lines.append(f"Nothing has been run for {results.dataset} yet (no results in `{results.results_dir}`): "
                      f"start with `{run['run']}`, or `{run['zoo']}` followed by the attack and experiment commands.")
-    found = {"white-box attacks": (results.attacks["experiment"] == "whitebox").sum() if len(results.attacks) else 0,
-             "black-box attacks": (results.attacks["experiment"] == "blackbox").sum() if len(results.attacks) else 0,
+    found = {"white-box attacks": (results.attacks["mode"] == "whitebox").sum() if len(results.attacks) else 0,
+             "black-box attacks": (results.attacks["mode"] == "blackbox").sum() if len(results.attacks) else 0,
              **{f"{k} experiment": len(v) for k, v in results.experiments.items()}}
     present = [f"{k} ({n} rows)" for k, n in found.items() if n]
     absent = [k for k, n in found.items() if not n]
@@ -78,17 +79,19 @@ def write_report(
     matrix_eps: float | None = None,
     data_root: Path = Path("data"),
     margins: bool = True,
+    evaluation: Evaluation = Evaluation(),
 ) -> Path:
     """Write the report of ``dataset`` into ``out_dir`` and return the path of ``index.html``.
 
     ``matrix_eps``: the ε of the attacker × defender heatmap (default: the middle ε of
     the grid; a value off the grid picks the nearest). ``data_root``: where the test
     split for the clean-margin figure is loaded from; ``margins=False`` skips that
-    figure (it loads every member on the CPU).
+    figure (it loads every member on the CPU). ``evaluation``: the attack records the
+    figures and claims read (default: the protocol's default evaluation).
     """
     out_dir = Path(out_dir)
     results = load_results(dataset, Path(results_dir), Path(zoo_dir))
-    ctx = _context(results, out_dir, data_root, matrix_eps, margins)
+    ctx = _context(results, out_dir, data_root, matrix_eps, margins, evaluation)
     claims_section, claims = build.claims_section(ctx)
     sections = [
         claims_section,

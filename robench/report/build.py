@@ -7,7 +7,6 @@ missing, the section says which command produces it instead of failing.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,8 +44,8 @@ class Context:
     out_dir: Path
     data_root: Path
     matrix_eps: float | None
-    primary: pd.DataFrame  # attack rows used by figures and claims
-    primary_note: str
+    evaluated: pd.DataFrame  # the attack records of the evaluation figures and claims read
+    evaluation_note: str
     losses: dict[str, str]  # member name -> loss name
     palette: dict[str, tuple]
     margins: bool = True
@@ -90,8 +89,8 @@ def _missing(command: str, what: str) -> str:
 def claims_section(ctx: Context) -> tuple[Section, pd.DataFrame]:
     """The paper's claims with the measured difference, its 95 % CI and a verdict."""
     attacks = ctx.results.attacks
-    stored = set(attacks["experiment"]) if not attacks.empty else set()
-    frame = claims_mod.evaluate_claims(ctx.results.experiments, ctx.primary, ctx.results.dataset, stored=stored)
+    stored = set(attacks["mode"]) if not attacks.empty else set()
+    frame = claims_mod.evaluate_claims(ctx.results.experiments, ctx.evaluated, ctx.results.dataset, stored=stored)
     shown = pd.DataFrame({
         "claim": frame["claim"], "statement": frame["statement"], "data": frame["data"],
         "n": frame["n"].astype(str),
@@ -119,12 +118,12 @@ def flags_section(ctx: Context) -> Section:
     """Validity flags of the attack results, failures first."""
     flags, section = ctx.results.flags, Section("flags", "Validity flags")
     if flags.empty:
-        what = "validity flags" if ctx.results.attacks.empty else "flags.csv (attack rows exist)"
+        what = "validity flags" if ctx.results.attacks.empty else "validity flags (attack records exist)"
         section.notes.append(_missing(ctx.run["whitebox"], what))
         return section
     shown = tab.display(flags[["flag", "passed", "scope", "detail"]].assign(
         passed=["passed" if p else "failed" for p in flags["passed"]]))
-    tab.write_table(ctx.tables_dir, "flags", flags, shown)
+    tab.write_table(ctx.tables_dir, "flags", flags[["flag", "passed", "scope", "detail"]], shown)
     counts = tab.flag_counts(flags)
     failed = int((~flags["passed"]).sum())
     section.paragraphs.append(
@@ -254,7 +253,7 @@ ATTACK_TITLES = {"blackbox": "Black-box (transfer) attacks: accuracy vs ε (pape
 
 
 def attack_section(ctx: Context, mode: str) -> Section:
-    """Accuracy per member × attack × ε of one mode: table of every row, figure of the primary rows."""
+    """Accuracy per member × attack × ε of one mode: table of every record, figure of the evaluation's."""
     section = Section(mode, ATTACK_TITLES[mode])
     long = tab.attack_table(ctx.results.attacks, mode)
     if long.empty:
@@ -264,11 +263,11 @@ def attack_section(ctx: Context, mode: str) -> Section:
     settings = tab.shared_run_settings(long)
     shared = f"Every row: {settings}." if settings else ""
     tab.write_table(ctx.tables_dir, mode, long, "\n\n".join(filter(None, [shared, tab.to_markdown(shown)])))
-    rows = ctx.primary[ctx.primary["experiment"] == mode]
-    if ctx.primary_note:
-        section.notes.append(ctx.primary_note)
+    rows = ctx.evaluated[ctx.evaluated["mode"] == mode]
+    if ctx.evaluation_note:
+        section.notes.append(ctx.evaluation_note)
     if rows.empty:
-        section.notes.append("None of these rows is of the attack loss, backend and precision the figures use, "
+        section.notes.append("None of these records is in the evaluation the figures read, "
                              "so this mode has no figure.")
     elif mode == "blackbox":
         attacker = figure_attacker(rows)
@@ -276,7 +275,7 @@ def attack_section(ctx: Context, mode: str) -> Section:
         title, caption = (f"transfer attacks crafted on {attacker}",
                           f"Accuracy of each defender under {_attack_names(rows)} crafted on {attacker} "
                           f"(black-box), vs ε ({describe_rows(rows)}).")
-        if tab.matrix_attackers(ctx.primary):
+        if tab.matrix_attackers(ctx.evaluated):
             caption += " Other attackers: see the matrix section and the table."
     else:
         title, caption = ("each member attacks itself",
@@ -298,7 +297,7 @@ def _attack_names(rows: pd.DataFrame) -> str:
 def matrix_section(ctx: Context) -> Section:
     """Attacker × defender matrix: heatmap at the chosen ε, tables at every ε."""
     section = Section("matrix", "Attacker × defender matrix")
-    long = tab.matrix_table(ctx.primary)
+    long = tab.matrix_table(ctx.evaluated)
     if long.empty:
         section.notes.append(_missing(ctx.run["matrix"], "attacker × defender matrix (black-box results from one attacker at most)"))
         return section
@@ -308,7 +307,7 @@ def matrix_section(ctx: Context) -> Section:
     if ctx.matrix_eps is not None and abs(eps - ctx.matrix_eps) > 1e-12:
         section.notes.append(f"ε = {ctx.matrix_eps:g} is not on the grid; showing the nearest, ε = {tab.fmt_eps(eps)}.")
     fig = figs.matrix_figure(long, eps, members)
-    used = ctx.primary[ctx.primary["attacker"].isin(set(long["attacker"]))]
+    used = ctx.evaluated[ctx.evaluated["attacker"].isin(set(long["attacker"]))]
     diagonal = ("the diagonal is white-box" if (long["attacker"] == long["defender"]).any()
                 else "no white-box rows for the diagonal")
     section.figures.append(figs.save_figure(
@@ -344,20 +343,18 @@ def _versions(ctx: Context) -> pd.DataFrame:
     res, out = ctx.results, []
     keys = ["robench_version", "torch_version", "split_hash", "defender_preset"]
     presets = {card["name"]: _card_preset(card, numbers=False) for card in res.cards}
-    for source, a in (("attacks.csv (ε sweeps)", res.attacks), ("attacks.csv (ε = 1 sanity cells)", res.sanity)):
-        if a.empty or not set(keys[:-1]) <= set(a.columns):
+    for source, a in (("attack records (ε sweeps)", res.attacks), ("attack records (ε = 1 sanity cells)", res.sanity)):
+        if a.empty:
             continue
         a = a.assign(defender_preset=[presets.get(d, "defenders without a zoo card") for d in a["defender"]])
         for (rv, tv, split, preset), group in a.groupby(keys):
             out.append({"source": source, "rows": len(group), "robench": rv, "torch": tv,
                         "preset": preset, "split hash": split[:16]})
     for name, rows in res.experiments.items():
-        if rows.empty or not {"versions", "preset", "split_hash"} <= set(rows.columns):
-            continue
-        for (ver, preset, split), group in rows.groupby(["versions", "preset", "split_hash"]):
-            v = _json(ver)
-            out.append({"source": f"{name}.csv", "rows": len(group), "robench": v.get("robench", ""),
-                        "torch": v.get("torch", ""), "preset": preset, "split hash": split[:16]})
+        for (rv, tv, preset, split), group in rows.groupby(["robench_version", "torch_version", "preset",
+                                                            "split_hash"]):
+            out.append({"source": f"{name} records", "rows": len(group), "robench": rv, "torch": tv,
+                        "preset": preset, "split hash": split[:16]})
     for card in res.cards:
         v = card.get("versions", {})
         out.append({"source": f"zoo card {card['name']}", "rows": 1, "robench": v.get("robench", ""),
@@ -366,12 +363,14 @@ def _versions(ctx: Context) -> pd.DataFrame:
     return pd.DataFrame(out, columns=["source", "rows", "robench", "torch", "preset", "split hash"])
 
 
-def _json(text: str) -> dict:
-    try:
-        value = json.loads(text) if text else {}
-    except json.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
+def _runs(ctx: Context) -> pd.DataFrame:
+    """The stored runs behind the report's records: id, kind, records, configuration."""
+    res = ctx.results
+    counts = pd.concat([res.attacks["run_id"], res.sanity["run_id"],
+                        *(rows["run_id"] for rows in res.experiments.values())]).value_counts()
+    runs = res.runs[res.runs["run_id"].isin(counts.index)]
+    return pd.DataFrame({"run": runs["run_id"], "kind": runs["kind"], "records": runs["run_id"].map(counts),
+                         "created": runs["created"], "configuration": runs["config"]})
 
 
 def _card_preset(card: dict, numbers: bool = True) -> str:
@@ -403,5 +402,11 @@ def protocol_section(ctx: Context, generator: dict[str, str]) -> Section:
         shown = tab.display(versions.assign(rows=versions["rows"].astype(str)))
         section.tables.append(TableView("versions", "Where the numbers come from", shown,
                                         "zoo cards: their training spec (the preset's values).",
+                                        collapsed=len(shown) > COLLAPSE_ROWS))
+    runs = _runs(ctx)
+    if not runs.empty:
+        shown = tab.display(runs.assign(records=runs["records"].astype(str)))
+        section.tables.append(TableView("runs", "Stored runs behind these records", shown,
+                                        "`robench report --run-id RUN` reads the attack records of one run.",
                                         collapsed=len(shown) > COLLAPSE_ROWS))
     return section

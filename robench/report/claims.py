@@ -18,7 +18,8 @@ Experiment claims (paired by repeat, PROTOCOL.md):
 2. *1-to-N beats CE under label noise* — the same on the noise rows at the highest rate.
 
 Attack claims (one repeat per cell, so the sample runs over the ε grid and the members):
-rows are the primary attack rows (:func:`robench.report.load.primary_attacks`), ε > 0
+rows are the attack records of the report's evaluation
+(:class:`robench.evaluate.evaluation.Evaluation`), ε > 0
 only; black-box cells are attacked by a CE attacker whose seed no defender uses (the
 threat model of PROTOCOL.md, :func:`independent_ce_attackers`; each such attacker of a
 matrix counted). A CE attacker that shares its seed with a defender (``ce-s0`` against
@@ -178,7 +179,7 @@ def independent_ce_attackers(blackbox: pd.DataFrame) -> list[str]:
 
 
 def _positive(attacks: pd.DataFrame, mode: str) -> pd.DataFrame:
-    rows = attacks[(attacks["experiment"] == mode) & (attacks["eps"] > 0)]
+    rows = attacks[(attacks["mode"] == mode) & (attacks["eps"] > 0)]
     if mode == "blackbox":
         rows = rows[rows["attacker"].isin(independent_ce_attackers(rows))]
     return rows
@@ -218,18 +219,18 @@ def _modes_sample(attacks: pd.DataFrame, modes: tuple[str, ...], differ: Callabl
 
 
 def _absent(mode: str, stored: set[str], dataset: str) -> str:
-    """Why a claim has no rows of ``mode``: none stored, or none of the primary kind."""
+    """Why a claim has no records of ``mode``: none stored, or none in the evaluation."""
     label = "white-box" if mode == "whitebox" else "black-box"
     if mode in stored:
-        return (f"no {label} rows of the attack loss, backend and precision the claims use (the {label} "
+        return (f"no {label} records in the evaluation the claims read (the {label} "
                 "section's note says which)")
     return f"no {label} results: run `robench attack --{mode} --dataset {dataset}`"
 
 
 def attack_sample(claim: str, attacks: pd.DataFrame, dataset: str, stored: set[str] | None = None) -> Sample:
-    """Claims 3a–6 from the primary attack rows; ``stored``: the modes of every stored
+    """Claims 3a–6 from the evaluation's attack records; ``stored``: the modes of every stored
     attack row (default: those of ``attacks``), to say why a mode is absent."""
-    has = set(attacks["experiment"]) if not attacks.empty else set()
+    has = set(attacks["mode"]) if not attacks.empty else set()
     stored = has if stored is None else stored
     both = ("whitebox", "blackbox")
     if claim in ("3a", "3b"):

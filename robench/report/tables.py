@@ -115,11 +115,17 @@ def attack_table(attacks: pd.DataFrame, mode: str) -> pd.DataFrame:
     """Long rows of one mode (``whitebox`` / ``blackbox``): accuracy per member × attack × ε."""
     if attacks.empty:
         return pd.DataFrame(columns=list(ATTACK_COLUMNS))
-    rows = attacks[attacks["experiment"] == mode]
+    rows = attacks[attacks["mode"] == mode]
+    rows = rows.assign(coupled_batch=[_batch_text(b) for b in rows["coupled_batch"]])
     columns = [c for c in ATTACK_COLUMNS if c in rows]
     keys = [c for c in ("attacker", "defender", "attack", "attack_loss", "backend", "schedule", "coupled_batch", "n",
                         "precision", "eps") if c in rows]
     return rows[columns].sort_values(keys).reset_index(drop=True)
+
+
+def _batch_text(batch: Any) -> str:
+    """A record's coupled batch as a table cell: blank when the attack loss couples no samples."""
+    return "" if batch is None or pd.isna(batch) else str(int(batch))
 
 
 def _varying(frame: pd.DataFrame, columns: list[str]) -> list[str]:
@@ -156,7 +162,7 @@ def matrix_attackers(attacks: pd.DataFrame) -> list[str]:
     """The attackers of the black-box rows, when there are several (a matrix); else []."""
     if attacks.empty:
         return []
-    attackers = sorted(attacks.loc[attacks["experiment"] == "blackbox", "attacker"].unique())
+    attackers = sorted(attacks.loc[attacks["mode"] == "blackbox", "attacker"].unique())
     return attackers if len(attackers) > 1 else []
 
 
@@ -166,9 +172,9 @@ def matrix_table(attacks: pd.DataFrame) -> pd.DataFrame:
     attackers = matrix_attackers(attacks)
     if not attackers:
         return pd.DataFrame(columns=["attack", "eps", "attacker", "defender", "accuracy"])
-    blackbox = attacks[(attacks["experiment"] == "blackbox") & attacks["attacker"].isin(attackers)]
+    blackbox = attacks[(attacks["mode"] == "blackbox") & attacks["attacker"].isin(attackers)]
     defenders = set(blackbox["defender"]) | set(attackers)
-    diagonal = attacks[(attacks["experiment"] == "whitebox") & attacks["attacker"].isin(attackers)
+    diagonal = attacks[(attacks["mode"] == "whitebox") & attacks["attacker"].isin(attackers)
                        & attacks["defender"].isin(defenders)]
     rows = pd.concat([blackbox, diagonal])[["attack", "eps", "attacker", "defender", "accuracy"]]
     return rows.sort_values(["attack", "eps", "attacker", "defender"]).reset_index(drop=True)

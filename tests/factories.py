@@ -1,0 +1,38 @@
+"""Attack and experiment records for tests, every field filled with a plausible value."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from robench.attacks import create_attack
+from robench.store import AttackRecord, ExperimentRecord
+
+
+def attack_record(attacker: str = "a", defender: str = "a", attack: str = "fgsm", eps: float = 0.1,
+                  correct: int = 50, clean: int = 90, n: int = 100, mode: str | None = None,
+                  **fields: Any) -> AttackRecord:
+    """A native CE attack record of ``defender`` under ``attacker``'s ``attack`` at ``eps``
+    (white-box when they are the same member), on its attack's own schedule."""
+    steps, step_size = create_attack(attack).schedule(eps)
+    values = dict(
+        run_id="r0", dataset="digits", mode=mode or ("whitebox" if attacker == defender else "blackbox"),
+        attacker=attacker, attacker_sha256=f"{attacker}-sha", attacker_loss="ce", attacker_seed=1,
+        defender=defender, defender_sha256=f"{defender}-sha", defender_loss="ce", defender_bound="sym",
+        defender_delta=1.0, defender_head="linear", defender_seed=0, split_hash="s" * 64, num_classes=10,
+        attack=attack, attack_loss="ce", backend="native", eps=eps, steps=steps, step_size=step_size,
+        schedule="default", n=n, precision="fp32", correct=correct, clean_correct=clean,
+        robench_version="0.1.0", torch_version="2.x", timestamp="2026-01-01T00:00:00Z")
+    return AttackRecord(**{**values, **fields})
+
+
+def experiment_record(member: str = "ce-s0", setting: float = 0.1, repeat: int = 0, accuracy: float = 0.9,
+                      experiment: str = "generalization", **fields: Any) -> ExperimentRecord:
+    """An experiment record of ``member`` (loss ce unless given) at ``setting`` and ``repeat``."""
+    values = dict(
+        run_id="r1", dataset="digits", experiment=experiment,
+        setting_name="fraction" if experiment == "generalization" else "rate", setting=setting, repeat=repeat,
+        member=member, model=f"{member}-x-r{repeat}", loss="ce", bound="", delta=None, head="linear",
+        num_train=100, num_flipped=None, num_test=360, test_accuracy=accuracy, stop_reason="epochs", epochs=3,
+        steps=9, weights_sha256="w" * 64, split_hash="s" * 64, seed=0, train_seed=repeat, preset="quick",
+        spec_hash="h" * 16, robench_version="0.1.0", torch_version="2.x", timestamp="2026-01-01T00:00:00Z")
+    return ExperimentRecord(**{**values, **fields})
