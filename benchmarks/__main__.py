@@ -1,4 +1,4 @@
-"""``python3 -m benchmarks [attacks|whitebox|train|loss|all] [options] --out FILE.json``
+"""``python3 -m benchmarks [attacks|whitebox|train|loss|store|all] [options] --out FILE.json``
 
 Runs the chosen benchmarks (each measures its own baseline in the same run), writes one
 JSON document atomically (machine information, the options used, and per benchmark the
@@ -17,14 +17,14 @@ from typing import Any
 
 import torch
 
-from benchmarks import attack_matrix, loss_step, training
+from benchmarks import attack_matrix, loss_step, store_append, training
 from benchmarks.common import machine_info
 from robench.device import DEVICE_CHOICES, resolve_device
 from robench.errors import UserError
 from robench.evaluate.attack_runner import EPS_GRIDS, parse_eps
 from robench.io import atomic_write_json
 
-BENCHMARKS = ("attacks", "whitebox", "train", "loss")
+BENCHMARKS = ("attacks", "whitebox", "train", "loss", "store")
 ATTACK_MODES = {"attacks": "blackbox", "whitebox": "whitebox"}  # benchmark -> attack_matrix mode
 
 
@@ -35,13 +35,15 @@ def defaults(device: torch.device, quick: bool) -> dict[str, Any]:
         return {"models": 4, "samples": 8, "eps": list(EPS_GRIDS["mnist"][:3]), "train_steps": 10,
                 "member_batch": 16, "chunk_size": 0, "batch": 16,
                 "train_samples": {"mnist-cnn": 32, "wrn-28-2": 32},
-                "extra_epochs": 1, "warmup": 1, "repeats": 1, "loss_reps": 20, "steps": 1, "rounds": 1}
+                "extra_epochs": 1, "warmup": 1, "repeats": 1, "loss_reps": 20, "steps": 1, "rounds": 1,
+                "rows": 2000, "batch_rows": 100}
     return {"models": 8, "samples": 10000 if cuda else 256, "eps": list(EPS_GRIDS["mnist"]), "train_steps": 50,
             "member_batch": 64, "chunk_size": 0, "batch": 256,
             "train_samples": ({"mnist-cnn": 50176, "wrn-28-2": 50176} if cuda
                               else {"mnist-cnn": 1024, "wrn-28-2": 512}),
             "extra_epochs": 1, "warmup": 5 if cuda else 1, "repeats": 3,
-            "loss_reps": 1000 if cuda else 200, "steps": 20 if cuda else 2, "rounds": 1}
+            "loss_reps": 1000 if cuda else 200, "steps": 20 if cuda else 2, "rounds": 1,
+            "rows": 100000, "batch_rows": 100}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -65,9 +67,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     g.add_argument("--extra-epochs", type=int, help="E of the robench 1 vs 1+E epoch timing (default 1)")
     g.add_argument("--repeats", type=int, help="repeats whose median is reported (default 3)")
     g.add_argument("--steps", type=int, help="training steps per repeat in the loss benchmark")
+    g = p.add_argument_group("store")
+    g.add_argument("--rows", type=int, help="attack records appended (default 100000)")
+    g.add_argument("--batch-rows", type=int, help="records per append (default 100)")
     args = p.parse_args(argv)
     for name in ("threads", "models", "samples", "train_steps", "chunk_size", "rounds", "batch", "train_samples",
-                 "extra_epochs", "repeats", "steps"):
+                 "extra_epochs", "repeats", "steps", "rows", "batch_rows"):
         value = getattr(args, name)
         if value is not None and value < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -78,7 +83,7 @@ def options(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     """The defaults for ``device`` with the explicit options applied."""
     opts = defaults(device, args.quick)
     for name in ("models", "samples", "train_steps", "chunk_size", "rounds", "batch", "extra_epochs", "repeats",
-                 "steps"):
+                 "steps", "rows", "batch_rows"):
         if getattr(args, name) is not None:
             opts[name] = getattr(args, name)
     if args.train_samples is not None:
@@ -117,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         result = loss_step.run(device, opts["batch"], opts["loss_reps"], opts["steps"], opts["repeats"])
         doc["results"]["loss"] = result
         lines += loss_step.summary_lines(result)
+    if "store" in chosen:
+        result = store_append.run(opts["rows"], opts["batch_rows"])
+        doc["results"]["store"] = result
+        lines += store_append.summary_lines(result)
     atomic_write_json(args.out, doc)
     machine = doc["machine"]
     print(f"{machine['device_name']} ({machine['device']}), torch {machine['torch_version']}, "

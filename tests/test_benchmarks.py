@@ -53,7 +53,7 @@ def test_document_keys(quick_doc):
         assert key in machine, key
     assert machine["device"] == "cpu"
     assert quick_doc["options"]["quick"] is True and quick_doc["options"]["models"] == 3
-    assert set(quick_doc["results"]) == {"attacks", "whitebox", "train", "loss"}
+    assert set(quick_doc["results"]) == {"attacks", "whitebox", "train", "loss", "store"}
     train = quick_doc["results"]["train"]
     for arch in ("mnist-cnn", "wrn-28-2"):
         assert train[arch]["robench"]["steady_images_per_s"] > 0
@@ -81,9 +81,16 @@ def test_attack_implementations_identical_on_cpu(quick_doc, name, defenders):
     assert set(attacks["clean_accuracy"]) == {"ce-s0", "ce-s1", "ce-s2"}
 
 
+def test_store_and_csv_baseline_hold_every_appended_row(quick_doc):
+    store = quick_doc["results"]["store"]
+    assert (store["rows"], store["batch_rows"], store["batches"]) == (2000, 100, 20)
+    for name in ("store", "csv_rewrite"):
+        assert store[name]["rows_stored"] == 2000 and store[name]["total_s"] > 0, name
+
+
 def test_ratios_positive_finite(quick_doc):
     ratios = dict(_ratios(quick_doc["results"]))
-    assert {"torchattacks/robench", "art/robench", "1toN-sym-d1/ce train_step"} <= set(ratios)
+    assert {"torchattacks/robench", "art/robench", "1toN-sym-d1/ce train_step", "csv_rewrite/store"} <= set(ratios)
     for name, value in ratios.items():
         assert isinstance(value, float) and math.isfinite(value) and value > 0, (name, value)
 

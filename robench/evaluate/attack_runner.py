@@ -230,14 +230,14 @@ def _fast_members(members: list[LoadedMember]) -> list[LoadedMember]:
     return [dataclasses.replace(m, model=with_fast_kernels(m.model)) for m in members]
 
 
-def _run(plan: AttackPlan, dataset, eps_values: list[float], n: int) -> RunRecord:
+def _run(plan: AttackPlan, dataset, eps_values: list[float], n: int, attacker: LoadedMember) -> RunRecord:
     """The stored configuration of ``plan`` on ``dataset``, everything resolved."""
     config = {
         "dataset": dataset.name, "mode": plan.mode, "attacks": list(plan.attacks), "eps": eps_values,
         "attacker": plan.attacker, "defenders": list(plan.defenders) if plan.defenders else None,
         "attack_loss": plan.attack_loss, "backend": plan.backend, "steps": plan.steps,
         "step_size": plan.step_size, "num_samples": n, "batch_size": plan.chunk_size,
-        "precision": "fp32" if plan.backend != "native" else resolve_precision(plan.precision, dataset.test.y.device),
+        "precision": _precision(plan, attacker),
     }
     return RunRecord.of("attack", config, versions()["robench"])
 
@@ -257,7 +257,7 @@ def run_attack_plan(plan: AttackPlan, dataset, members: list[LoadedMember], stor
         plan = dataclasses.replace(plan, chunk_size=DEFAULT_CHUNK.get(y_all.device.type, 1024))
     _check_schedule_overrides(plan)
     pairs = _pairs(plan, _fast_members(members))
-    run_id = store.save_run(_run(plan, dataset, eps_values, n))
+    run_id = store.save_run(_run(plan, dataset, eps_values, n, pairs[0][0]))
     done = set() if plan.force else store.cells(AttackRecord)
     todo = []
     for attacker, defenders in pairs:

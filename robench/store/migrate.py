@@ -94,33 +94,44 @@ def schedule_label(attack: str, eps: float, steps: int, step_size: float) -> str
     return override_label(None if same_steps else steps, None if same_size else step_size)
 
 
-def _int(value: str) -> int:
-    number = float(value)
+def _int(row: dict[str, str], column: str) -> int:
+    number = _float(row, column)
     if not number.is_integer():
-        raise ValueError(f"{value!r} is not a whole number")
+        raise ValueError(f"{column} {row[column]!r} is not a whole number")
     return int(number)
 
 
+def _float(row: dict[str, str], column: str) -> float:
+    try:
+        return float(row[column])
+    except ValueError:
+        raise ValueError(f"{column} {row[column]!r} is not a number") from None
+
+
+def _optional_int(row: dict[str, str], column: str) -> int | None:
+    return None if _blank(row.get(column)) else _int(row, column)
+
+
 def _attack_record(row: dict[str, str], run_id: str) -> AttackRecord:
-    eps, steps, step_size = float(row["eps"]), _int(row["steps"]), float(row["step_size"])
+    eps, steps, step_size = _float(row, "eps"), _int(row, "steps"), _float(row, "step_size")
     record = AttackRecord(
         run_id=run_id, timestamp=row["timestamp"], dataset=row["dataset"], mode=row["experiment"],
         attacker=row["attacker"], attacker_sha256=row["attacker_sha256"], attacker_loss=row["attacker_loss"],
-        attacker_seed=_int(row["attacker_seed"]), defender=row["defender"],
+        attacker_seed=_int(row, "attacker_seed"), defender=row["defender"],
         defender_sha256=row["defender_sha256"], defender_loss=row["defender_loss"],
-        defender_bound=row["defender_bound"], defender_delta=float(row["defender_delta"]),
-        defender_head=row["defender_head"], defender_seed=_int(row["defender_seed"]),
-        split_hash=row["split_hash"], num_classes=_int(row["num_classes"]), attack=row["attack"],
+        defender_bound=row["defender_bound"], defender_delta=_float(row, "defender_delta"),
+        defender_head=row["defender_head"], defender_seed=_int(row, "defender_seed"),
+        split_hash=row["split_hash"], num_classes=_int(row, "num_classes"), attack=row["attack"],
         attack_loss=_or(row["attack_loss"], "ce"), backend=_or(row["backend"], "native"), eps=eps, steps=steps,
         step_size=step_size,
         schedule=_or(row.get("schedule"), "") or schedule_label(row["attack"], eps, steps, step_size),
-        n=_int(row["n"]), precision=_or(row.get("precision"), "fp32"),
-        coupled_batch=None if _blank(row.get("coupled_batch")) else _int(row["coupled_batch"]),
-        correct=_int(row["correct"]), clean_correct=_int(row["clean_correct"]),
+        n=_int(row, "n"), precision=_or(row.get("precision"), "fp32"),
+        coupled_batch=_optional_int(row, "coupled_batch"),
+        correct=_int(row, "correct"), clean_correct=_int(row, "clean_correct"),
         robench_version=row["robench_version"], torch_version=row["torch_version"])
-    for stored, column in ((row["accuracy"], "accuracy"), (row["clean_accuracy"], "clean_accuracy")):
-        if not math.isclose(float(stored), getattr(record, column), rel_tol=0, abs_tol=1e-12):
-            raise ValueError(f"{column} {stored} is not its count over n ({getattr(record, column)!r})")
+    for column in ("accuracy", "clean_accuracy"):
+        if not math.isclose(_float(row, column), getattr(record, column), rel_tol=0, abs_tol=1e-12):
+            raise ValueError(f"{column} {row[column]} is not its count over n ({getattr(record, column)!r})")
     return record
 
 
@@ -128,15 +139,14 @@ def _experiment_record(row: dict[str, str], run_id: str) -> ExperimentRecord:
     versions = json.loads(row["versions"])
     return ExperimentRecord(
         run_id=run_id, timestamp=row["timestamp"], dataset=row["dataset"], experiment=row["experiment"],
-        setting_name=row["setting_name"], setting=float(row["setting"]), repeat=_int(row["repeat"]),
+        setting_name=row["setting_name"], setting=_float(row, "setting"), repeat=_int(row, "repeat"),
         member=row["member"], model=row["model"], loss=row["loss"], bound=row["bound"],
-        delta=None if _blank(row["delta"]) else float(row["delta"]), head=row["head"],
-        num_train=_int(row["num_train"]),
-        num_flipped=None if _blank(row["num_flipped"]) else _int(row["num_flipped"]),
-        num_test=_int(row["num_test"]), test_accuracy=float(row["test_accuracy"]),
-        stop_reason=row["stop_reason"], epochs=_int(row["epochs"]), steps=_int(row["steps"]),
-        weights_sha256=row["weights_sha256"], split_hash=row["split_hash"], seed=_int(row["seed"]),
-        train_seed=_int(row["train_seed"]), preset=row["preset"],
+        delta=None if _blank(row["delta"]) else _float(row, "delta"), head=row["head"],
+        num_train=_int(row, "num_train"), num_flipped=_optional_int(row, "num_flipped"),
+        num_test=_int(row, "num_test"), test_accuracy=_float(row, "test_accuracy"),
+        stop_reason=row["stop_reason"], epochs=_int(row, "epochs"), steps=_int(row, "steps"),
+        weights_sha256=row["weights_sha256"], split_hash=row["split_hash"], seed=_int(row, "seed"),
+        train_seed=_int(row, "train_seed"), preset=row["preset"],
         spec_hash=None if _blank(row.get("spec_hash")) else row["spec_hash"],
         robench_version=versions["robench"], torch_version=versions["torch"])
 
@@ -145,8 +155,7 @@ def _flag_record(row: dict[str, str], run_id: str) -> FlagRecord:
     passed = {"true": True, "false": False}.get(row["passed"].strip().lower())
     if passed is None:
         raise ValueError(f"passed is {row['passed']!r}, not True or False")
-    return FlagRecord(run_id=run_id, flag=row["flag"], passed=passed, scope=row["scope"],
-                      detail=row["detail"])
+    return FlagRecord(run_id=run_id, flag=row["flag"], passed=passed, scope=row["scope"], detail=row["detail"])
 
 
 @dataclass(frozen=True)
@@ -240,14 +249,26 @@ def migrate(results_dir: Path) -> list[str]:
         for m in migrated:
             store.save_run(m.run)
         store.append([r for m in migrated for r in m.records], replace=True)
-    backup = results_dir / "migrated" / time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    backup.mkdir(parents=True, exist_ok=False)
+    backup = _new_folder(results_dir / "migrated", time.strftime("%Y%m%dT%H%M%S", time.gmtime()))
     lines = []
     for m in migrated:
         shutil.move(str(m.path), str(backup / m.path.name))
         merged = len(m.records) - m.distinct
         text = (f"{m.path.name} (columns: {m.variant}): {len(m.records)} rows -> {m.distinct} "
                 f"{KINDS[m.path.name].noun}, run {m.run.run_id}")
-        lines.append(text + (f" ({merged} rows merged into a later row of their cell)" if merged else ""))
+        merged_text = f"{merged} row" if merged == 1 else f"{merged} rows"
+        lines.append(text + (f" ({merged_text} merged into a later row of their cell)" if merged else ""))
     lines.append(f"records stored in {store.path}; the CSV files moved to {backup}")
     return lines
+
+
+def _new_folder(parent: Path, name: str) -> Path:
+    """A new folder ``parent/name`` (``name-2``, ``name-3``, … when it exists)."""
+    for attempt in range(1, 1000):
+        folder = parent / (name if attempt == 1 else f"{name}-{attempt}")
+        try:
+            folder.mkdir(parents=True)
+            return folder
+        except FileExistsError:
+            continue
+    raise UserError(f"cannot create a new folder under {parent}; move its old migrated/ folders away")

@@ -59,7 +59,7 @@ def legacy_files(results_dir: Path) -> list[Path]:
         path = Path(results_dir) / name
         if path.is_file():
             with open(path, encoding="utf-8", errors="replace") as f:
-                header = f.readline()
+                header = f.readline().rstrip("\r\n")
             if "schema_version" not in header.split(","):
                 found.append(path)
     return found
