@@ -147,3 +147,44 @@ def test_precision_and_compile_options_set_the_process_defaults(monkeypatch):
     with pytest.raises(SystemExit) as exit_info:  # --compile is a training option only
         cli.build_parser().parse_args(["attack", "--whitebox", "--dataset", "digits", "--compile"])
     assert exit_info.value.code == 2
+
+
+def _stored_run(results_dir):
+    """A store holding one attack record of run ``r-wb`` under its run configuration."""
+    from factories import attack_record
+    from robench.store import ResultStore, RunRecord
+
+    run = RunRecord.of("attack", {"mode": "whitebox"}, "0.1.0")
+    with ResultStore(results_dir) as store:
+        store.save_run(run)
+        store.append([attack_record(run_id=run.run_id)])
+    return run
+
+
+def test_results_runs_lists_the_stored_runs(tmp_path):
+    run = _stored_run(tmp_path)
+    listed = _robench("results", "runs", "--results-dir", str(tmp_path))
+    assert listed.returncode == 0, listed.stderr
+    [line] = listed.stdout.strip().splitlines()
+    assert line.startswith(f"{run.run_id}  attack") and run.config in line
+    missing = _robench("results", "runs")
+    assert missing.returncode == 2 and "--results-dir DIR or --dataset D" in missing.stderr
+
+
+@pytest.mark.parametrize("option, message", [
+    (("--run-id", "nope"), "no attack records of run 'nope' here; runs with attack records: "),
+    (("--precision", "fp16"), "invalid choice: 'fp16'"),
+    (("--num-samples", "0"), "expected an integer >= 1"),
+])
+def test_report_evaluation_options_reach_the_report(tmp_path, option, message):
+    _stored_run(tmp_path / "results")
+    result = _robench("report", "--dataset", "digits", "--results-dir", str(tmp_path / "results"),
+                      "--zoo-dir", str(tmp_path / "zoo"), "--out", str(tmp_path / "out"), *option)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert message in result.stderr
+    assert not (tmp_path / "out" / "index.html").exists()
+
+
+def test_export_without_a_store_is_a_user_error(tmp_path):
+    result = _robench("results", "export", "--results-dir", str(tmp_path))
+    assert result.returncode == 2 and "no result store in" in result.stderr
