@@ -278,42 +278,41 @@ def run_cells(
     plan = plan_for(experiment, preset, dataset)
     members = experiment_members(dataset, zoo_dir, names)
     results_dir = Path(results_dir) if results_dir else Path("reports") / dataset / "results"
-    store = ResultStore(results_dir)
-    cells = [(s, r, m, _cell(dataset, experiment, s, r, m)) for s in plan.settings for r in range(plan.repeats)
-             for m in members]
-    specs = {m.loss.name: experiment_spec(plan, dataset, preset, m.loss.name) for m in members}
-    stored = {r.cell: r for r in store.records(ExperimentRecord)}
-    if not force:
-        _check_stored(stored, cells, specs, plan, preset, store)
-    config = {"dataset": dataset, "experiment": experiment, "preset": preset, "plan": dataclasses.asdict(plan),
-              "members": [m.name for m in members],
-              "spec_hashes": {loss: spec_hash(spec, plan) for loss, spec in sorted(specs.items())}}
-    run_id = store.save_run(RunRecord.of("experiment", config, versions()["robench"]))
-    data = None
-    builder: BuildTrain | None = None
-    cache: dict[tuple[float, int], tuple[Split, dict[str, Any]]] = {}
-    bar = tqdm(cells, total=len(cells), desc=f"{experiment} {dataset}", unit="cell", disable=None)
-    for setting, repeat, member, cell in bar:
-        if cell in stored and not force:
-            continue
-        if data is None:
-            data = experiment_data(load_dataset(dataset, data_root).to(resolve_device(device)), plan)
-            builder = build(data, plan)
-        if (setting, repeat) not in cache:
-            cache = {(setting, repeat): builder(setting, repeat)}  # one (setting, repeat) at a time
-        train, extra = cache[(setting, repeat)]
-        seed = train_seed(member, repeat)
-        name = member_name(member.loss, member.head, member.seed, f"-{SUFFIX[experiment]}{setting:g}-r{repeat}")
-        folder = member_dir(Path(zoo_dir), dataset, f"experiments/{name}")
-        extra = {**extra, "experiment": experiment, plan.setting_name: setting, "repeat": repeat,
-                 "base_member": member.name, "train_seed": seed, "num_test": len(data.test)}
-        spec = specs[member.loss.name]
-        bar.set_postfix_str(name)
-        card = train_member(data, dataclasses.replace(member, seed=seed), spec, folder,
-                            name=name, train=train, extra=extra, force=force)
-        record = _record(run_id, plan, dataset, preset, setting, repeat, member, card, spec)
-        store.append([record], replace=True)
-        stored[cell] = record
-    bar.close()
-    store.close()
+    with ResultStore(results_dir) as store:
+        cells = [(s, r, m, _cell(dataset, experiment, s, r, m)) for s in plan.settings for r in range(plan.repeats)
+                 for m in members]
+        specs = {m.loss.name: experiment_spec(plan, dataset, preset, m.loss.name) for m in members}
+        stored = {r.cell: r for r in store.records(ExperimentRecord)}
+        if not force:
+            _check_stored(stored, cells, specs, plan, preset, store)
+        config = {"dataset": dataset, "experiment": experiment, "preset": preset, "plan": dataclasses.asdict(plan),
+                  "members": [m.name for m in members],
+                  "spec_hashes": {loss: spec_hash(spec, plan) for loss, spec in sorted(specs.items())}}
+        run_id = store.save_run(RunRecord.of("experiment", config, versions()["robench"]))
+        data = None
+        builder: BuildTrain | None = None
+        cache: dict[tuple[float, int], tuple[Split, dict[str, Any]]] = {}
+        bar = tqdm(cells, total=len(cells), desc=f"{experiment} {dataset}", unit="cell", disable=None)
+        for setting, repeat, member, cell in bar:
+            if cell in stored and not force:
+                continue
+            if data is None:
+                data = experiment_data(load_dataset(dataset, data_root).to(resolve_device(device)), plan)
+                builder = build(data, plan)
+            if (setting, repeat) not in cache:
+                cache = {(setting, repeat): builder(setting, repeat)}  # one (setting, repeat) at a time
+            train, extra = cache[(setting, repeat)]
+            seed = train_seed(member, repeat)
+            name = member_name(member.loss, member.head, member.seed, f"-{SUFFIX[experiment]}{setting:g}-r{repeat}")
+            folder = member_dir(Path(zoo_dir), dataset, f"experiments/{name}")
+            extra = {**extra, "experiment": experiment, plan.setting_name: setting, "repeat": repeat,
+                     "base_member": member.name, "train_seed": seed, "num_test": len(data.test)}
+            spec = specs[member.loss.name]
+            bar.set_postfix_str(name)
+            card = train_member(data, dataclasses.replace(member, seed=seed), spec, folder,
+                                name=name, train=train, extra=extra, force=force)
+            record = _record(run_id, plan, dataset, preset, setting, repeat, member, card, spec)
+            store.append([record], replace=True)
+            stored[cell] = record
+        bar.close()
     return [stored[cell].as_dict() for *_, cell in cells]

@@ -6,12 +6,11 @@ Parquet files are exports of it (:mod:`robench.store.export`), and the CSV files
 robench before the store are turned into records once by :mod:`robench.store.migrate`.
 """
 
-from robench.store.records import (ATTACK_MODES, SANITY, SCHEMA_VERSION, AttackRecord, ExperimentRecord,
+from robench.store.records import (SANITY, SCHEMA_VERSION, AttackRecord, ExperimentRecord,
                                    FlagRecord, Record, RunRecord)
 from robench.store.sqlite import DATABASE, ResultStore
 
 __all__ = [
-    "ATTACK_MODES",
     "DATABASE",
     "SANITY",
     "SCHEMA_VERSION",

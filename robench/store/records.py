@@ -26,7 +26,6 @@ from typing import Any, ClassVar
 
 SCHEMA_VERSION = 1
 SANITY = "sanity"  # mode of the ε = 1 white-box cells behind the large_eps_to_chance flag
-ATTACK_MODES = ("whitebox", "blackbox", SANITY)
 
 
 def now() -> str:
@@ -86,7 +85,7 @@ class AttackRecord(Record):
         "queries", "attack_seed", "n", "precision", "coupled_batch")
 
     dataset: str
-    mode: str  # whitebox | blackbox | sanity (ATTACK_MODES)
+    mode: str  # whitebox | blackbox | sanity
     attacker: str
     attacker_sha256: str
     attacker_loss: str
