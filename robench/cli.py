@@ -53,7 +53,8 @@ def _device_options(p: argparse.ArgumentParser, training: bool = True) -> None:
 def cmd_run(args: argparse.Namespace) -> None:
     from robench.pipeline import run_pipeline
 
-    index = run_pipeline(args.dataset, args.preset, args.zoo_dir, args.data_root, args.reports_dir, args.device)
+    index = run_pipeline(args.dataset, args.preset, args.zoo_dir, args.data_root, args.reports_dir, args.device,
+                         args.num_samples)
     _emit(f"report: {index}")
 
 
@@ -231,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dataset", default="digits", help="dataset name (default digits, built in)")
     run.add_argument("--preset", default="quick", help="paper | quick (default quick)")
     run.add_argument("--reports-dir", type=Path, default=Path("reports"), help="default ./reports")
+    run.add_argument("--num-samples", type=_int_at_least(0), default=0,
+                     help="attack the first N test images only (default: all)")
     _device_options(run)
     run.set_defaults(func=cmd_run)
 

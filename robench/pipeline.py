@@ -14,9 +14,9 @@ from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
 
-# The full matrix runs before the white-box stage: its diagonal cells (each member
-# attacking itself) are the white-box cells, so that stage only adds the ε = 1 sanity cells.
-STAGES = ("train zoo", "black-box matrix", "white-box attacks", "generalization", "noise", "report", "export")
+# Black-box: the zoo's attackers (CE members with seeds of their own) against its defenders;
+# white-box: every member against itself. `robench attack --blackbox --attacker all` adds the full matrix.
+STAGES = ("train zoo", "black-box attacks", "white-box attacks", "generalization", "noise", "report", "export")
 
 
 def run_pipeline(
@@ -26,8 +26,10 @@ def run_pipeline(
     data_root: Path = Path("data"),
     reports_dir: Path = Path("reports"),
     device: str = "auto",
+    num_samples: int = 0,
 ) -> Path:
-    """Run every stage for ``dataset``; returns the report's ``index.html``."""
+    """Run every stage for ``dataset``; returns the report's ``index.html``.
+    ``num_samples`` > 0 attacks the first that many test images only (the report says so)."""
     from robench.device import resolve_device, resolve_precision
     from robench.evaluate.attack_runner import AttackPlan, run_attacks
     from robench.evaluate.evaluation import Evaluation
@@ -39,12 +41,14 @@ def run_pipeline(
     out = Path(reports_dir) / dataset
     results = out / "results"
     ResultStore(results)  # a folder of CSVs from before the store stops the run here, not after training
-    evaluation = Evaluation(precision=resolve_precision("auto", resolve_device(device)))  # the attacks' own
+    evaluation = Evaluation(precision=resolve_precision("auto", resolve_device(device)),  # the attacks' own
+                            num_samples=num_samples or None)
     stages: dict[str, Callable[[], object]] = {
         "train zoo": lambda: train_zoo(dataset, preset, zoo_dir=zoo_dir, device=device, data_root=data_root),
-        "white-box attacks": lambda: run_attacks(dataset, AttackPlan("whitebox"), zoo_dir, results, device, data_root),
-        "black-box matrix": lambda: run_attacks(dataset, AttackPlan("blackbox", attacker="all"), zoo_dir, results,
-                                                device, data_root),
+        "black-box attacks": lambda: run_attacks(dataset, AttackPlan("blackbox", num_samples=num_samples), zoo_dir,
+                                                 results, device, data_root),
+        "white-box attacks": lambda: run_attacks(dataset, AttackPlan("whitebox", num_samples=num_samples), zoo_dir,
+                                                 results, device, data_root),
         "generalization": lambda: run_generalization(dataset, preset, None, zoo_dir, results, device, data_root),
         "noise": lambda: run_noise(dataset, preset, None, zoo_dir, results, device, data_root),
         "report": lambda: write_report(dataset, results, zoo_dir, out, None, data_root, evaluation=evaluation),

@@ -1,9 +1,13 @@
-"""Means with Student-t confidence intervals, and paired differences over repeats.
+"""Intervals and tests: Student-t intervals of means and paired differences over
+repeats and training seeds, exact binomial intervals of one attack cell, the Holm step-
+down over a family of claims, and the smallest effect a test of a few seeds detects.
 
 The experiments repeat each setting on a few random subsets or noisy sets (5 in the
 paper); PROTOCOL.md asks for the mean and a 95 % confidence interval over the repeats,
 and for comparisons with ce paired by repeat (the same subset / noisy set), which removes
-the between-repeat variance that both losses share.
+the between-repeat variance that both losses share. Claims about a loss take the
+training seed as their unit (docs/protocol.md, "Claims"). scipy and statsmodels compute
+the distributions; this module only chooses which.
 """
 
 from __future__ import annotations
@@ -44,4 +48,69 @@ def paired_difference(
     return mean_ci(a - b, level)
 
 
-__all__ = ["mean_ci", "paired_difference"]
+
+
+# ---------------------------------------------------------------- per cell: binomial
+
+def clopper_pearson(correct: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """The exact (Clopper–Pearson) interval of a proportion ``correct / n``
+    (statsmodels ``proportion_confint(method="beta")``); (nan, nan) when ``n`` is 0."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    if n <= 0:
+        return math.nan, math.nan
+    low, high = proportion_confint(correct, n, alpha=1 - level, method="beta")
+    return float(low), float(high)
+
+
+# ---------------------------------------------------------------- over training seeds
+
+def one_sample_t(values: Sequence[float]) -> tuple[float, float, float]:
+    """``(mean, sd, p)`` of ``values`` and the two-sided p-value of the one-sample
+    Student t-test of mean 0 (scipy ``ttest_1samp``); p is NaN with fewer than two
+    values or none of them different (a zero spread is no evidence)."""
+    x = np.asarray(list(values), dtype=np.float64)
+    if len(x) == 0:
+        return math.nan, math.nan, math.nan
+    sd = float(x.std(ddof=1)) if len(x) > 1 else math.nan
+    if len(x) < 2 or not sd > 0:
+        return float(x.mean()), sd, math.nan
+    return float(x.mean()), sd, float(scipy_stats.ttest_1samp(x, 0.0).pvalue)
+
+
+def t_interval(mean: float, sd: float, n: int, level: float) -> tuple[float, float]:
+    """``mean ± t_{(1+level)/2, n−1} · sd / √n``; NaNs without a spread."""
+    if n < 2 or not sd > 0 or not 0 < level < 1:
+        return math.nan, math.nan
+    half = float(scipy_stats.t.ppf((1 + level) / 2, n - 1)) * sd / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def holm(p_values: Sequence[float], alpha: float = 0.05) -> tuple[list[float], list[float]]:
+    """Holm–Bonferroni over a family of p-values (Holm 1979; statsmodels'
+    ``multipletests(method="holm")`` gives the same adjusted values, tested, but runs a
+    garbage collection per call): the adjusted p-values, the running maximum of
+    (m − k + 1) · p₍ₖ₎ capped at 1, and for each the level its own test runs at in the
+    step-down, α / (m − k + 1) for the k-th smallest p."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])  # stable: ties keep their order
+    adjusted, levels, running = [math.nan] * m, [math.nan] * m, 0.0
+    for k, i in enumerate(order):
+        running = max(running, min(1.0, (m - k) * p_values[i]))
+        adjusted[i], levels[i] = running, alpha / (m - k)
+    return adjusted, levels
+
+
+def detectable_effect(sd: float, n: int, alpha: float, power: float = 0.8) -> float:
+    """The smallest mean difference that a two-sided one-sample t-test at level ``alpha``
+    detects with probability ``power`` from ``n`` values of standard deviation ``sd``
+    (statsmodels ``TTestPower``, the noncentral t); NaN below two values or without a spread."""
+    from statsmodels.stats.power import TTestPower
+
+    if n < 2 or not sd > 0:
+        return math.nan
+    effect = TTestPower().solve_power(effect_size=None, nobs=n, alpha=alpha, power=power, alternative="two-sided")
+    return float(effect) * sd
+
+
+__all__ = ["clopper_pearson", "detectable_effect", "holm", "mean_ci", "one_sample_t", "paired_difference", "t_interval"]

@@ -6,7 +6,12 @@ including the SHA-256 of the weights file; :func:`load` refuses weights whose ha
 not match. Nothing is unpickled.
 
 The default membership of a dataset's zoo is the committed file
-``zoo/<dataset>.toml`` (found in ``--zoo-dir`` first, then in the source tree).
+``zoo/<dataset>.toml`` (found in ``--zoo-dir`` first, then in the source tree): an
+``architecture``, the training ``seeds`` every member configuration is replicated over
+(a list, or one list per preset), the ``[[members]]`` (the defenders: one entry per
+loss configuration) and the ``[[attackers]]`` (CE members trained with seeds of their
+own, which no defender has, so a transfer attack never comes from a sibling of its
+defender). The training seed is the unit of a claim (docs/protocol.md, "Claims").
 """
 
 from __future__ import annotations
@@ -34,20 +39,28 @@ CARD = "card.json"
 SOURCE_ZOO = Path(__file__).resolve().parent.parent / "zoo"
 DEFAULT_HEAD = {"ce": "linear", "hinge": "linear", "1toN": "unit", "1toN+ce": "unit"}
 MEMBER_KEYS = {"loss", "delta", "bound", "head", "seeds"}
+DEFINITION_KEYS = {"architecture", "seeds", "members", "attackers"}
+ROLES = ("defender", "attacker")
 
 
 @dataclass(frozen=True)
 class MemberDef:
-    """One member of a zoo: its loss, head, seed and architecture."""
+    """One member of a zoo: its loss, head, seed, architecture and role (a defender, or
+    a black-box attacker)."""
 
     loss: LossSpec
     head: str
     seed: int
     arch: str
+    role: str = "defender"
 
     @property
     def name(self) -> str:
         return member_name(self.loss, self.head, self.seed)
+
+    @property
+    def configuration(self) -> str:
+        return configuration_name(self.loss, self.head)
 
 
 def member_name(loss: LossSpec, head: str, seed: int, suffix: str = "") -> str:
@@ -65,6 +78,11 @@ def member_name(loss: LossSpec, head: str, seed: int, suffix: str = "") -> str:
     return "-".join(parts) + suffix
 
 
+def configuration_name(loss: LossSpec, head: str) -> str:
+    """A member configuration (its name without the seed): ``ce``, ``ce-unit``, ``1toN-sym-d4``."""
+    return member_name(loss, head, 0)[: -len("-s0")]
+
+
 def definition_path(dataset: str, zoo_dir: Path) -> Path:
     """The zoo definition file of ``dataset``: in ``zoo_dir`` or the source tree."""
     for folder in (Path(zoo_dir), SOURCE_ZOO):
@@ -76,25 +94,60 @@ def definition_path(dataset: str, zoo_dir: Path) -> Path:
     )
 
 
-def load_definition(dataset: str, zoo_dir: Path) -> list[MemberDef]:
-    """Parse ``zoo/<dataset>.toml`` into member definitions (unknown keys are errors)."""
+def load_definition(dataset: str, zoo_dir: Path, preset: str = "quick") -> list[MemberDef]:
+    """Parse ``zoo/<dataset>.toml`` into member definitions, defenders then attackers,
+    each configuration over the seeds of ``preset`` (unknown keys are errors)."""
     path = definition_path(dataset, zoo_dir)
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: not valid TOML ({exc})") from None
+    unknown = set(data) - DEFINITION_KEYS
+    if unknown:
+        raise UserError(f"{path}: unknown keys {sorted(unknown)}; valid: {sorted(DEFINITION_KEYS)}")
     arch = data.get("architecture")
+    seeds = _preset_seeds(path, data.get("seeds", [0]), preset)
     members: list[MemberDef] = []
-    for entry in data.get("members", []):
-        unknown = set(entry) - MEMBER_KEYS
-        if unknown:
-            raise UserError(f"{path}: unknown member keys {sorted(unknown)}; valid: {sorted(MEMBER_KEYS)}")
-        loss = LossSpec(entry["loss"], float(entry.get("delta", 1.0)), entry.get("bound", "sym"))
-        head = entry.get("head", DEFAULT_HEAD[loss.name])
-        members.extend(MemberDef(loss, head, int(seed), arch) for seed in entry.get("seeds", [0]))
-    if not arch or not members:
+    for role, key in (("defender", "members"), ("attacker", "attackers")):
+        for entry in data.get(key, []):
+            members.extend(_entry_members(path, entry, arch, seeds, role))
+    if not arch or not any(m.role == "defender" for m in members):
         raise UserError(f"{path}: needs 'architecture' and at least one [[members]] entry")
+    _check_unique(path, members)
     return members
+
+
+def _preset_seeds(path: Path, seeds: Any, preset: str) -> list[int]:
+    """The seeds of ``preset``: ``seeds`` itself when a list, else its entry for ``preset``."""
+    if isinstance(seeds, dict):
+        if preset not in seeds:
+            raise UserError(f"{path}: seeds has no entry for preset {preset!r}; it has {', '.join(sorted(seeds))}")
+        seeds = seeds[preset]
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
+        raise UserError(f"{path}: seeds must be a non-empty list of non-negative integers, got {seeds!r}")
+    return seeds
+
+
+def _entry_members(path: Path, entry: dict[str, Any], arch: str, seeds: list[int], role: str) -> list[MemberDef]:
+    unknown = set(entry) - MEMBER_KEYS
+    if unknown:
+        raise UserError(f"{path}: unknown member keys {sorted(unknown)}; valid: {sorted(MEMBER_KEYS)}")
+    if role == "attacker" and "seeds" not in entry:
+        raise UserError(f"{path}: an [[attackers]] entry needs its own seeds, which no member has")
+    loss = LossSpec(entry["loss"], float(entry.get("delta", 1.0)), entry.get("bound", "sym"))
+    head = entry.get("head", DEFAULT_HEAD[loss.name])
+    return [MemberDef(loss, head, seed, arch, role) for seed in _preset_seeds(path, entry.get("seeds", seeds), "")]
+
+
+def _check_unique(path: Path, members: list[MemberDef]) -> None:
+    """Member names are unique, and no attacker shares a seed with a defender."""
+    names = [m.name for m in members]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UserError(f"{path}: member {twice[0]!r} is defined twice")
+    shared = sorted({m.seed for m in members if m.role == "attacker"} & {m.seed for m in members if m.role == "defender"})
+    if shared:
+        raise UserError(f"{path}: attacker seed {shared[0]} is also a defender's seed; give attackers seeds of their own")
 
 
 def select_members(members: list[MemberDef], names: list[str] | None, seeds: list[int] | None) -> list[MemberDef]:
@@ -138,7 +191,7 @@ def save_member(folder: Path, model: nn.Module, card: dict[str, Any]) -> dict[st
     return card
 
 
-CARD_KEYS = ("name", "architecture", "num_classes", "head", "mean", "std", "loss", "seed", "weights_sha256")
+CARD_KEYS = ("name", "architecture", "num_classes", "head", "mean", "std", "loss", "seed", "role", "weights_sha256")
 
 
 def read_card(folder: Path) -> dict[str, Any]:

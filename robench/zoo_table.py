@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-COLUMNS = ("member", "loss", "bound", "head", "delta", "seed", "test_acc", "val_acc", "epochs", "sha256")
+COLUMNS = ("member", "role", "loss", "bound", "head", "delta", "seed", "test_acc", "val_acc", "epochs", "sha256")
 
 
 def _row(card: dict[str, Any]) -> tuple[str, ...]:
@@ -12,6 +12,7 @@ def _row(card: dict[str, Any]) -> tuple[str, ...]:
     one_to_n = loss["name"].startswith("1toN")
     return (
         card["name"],
+        card["role"],
         loss["name"],
         loss["bound"] if one_to_n else "-",
         card["head"],

@@ -61,22 +61,23 @@ def test_whitebox_run_reuses_the_matrix_diagonal(matrix, digits_zoo):
 
 def test_force_recomputes_identically(matrix, digits_zoo):
     results, rows, _ = matrix
-    plan = AttackPlan("blackbox", attacks=("fgsm",), eps=EPS, attacker="ce-s1", num_samples=N, force=True)
+    plan = AttackPlan("blackbox", attacks=("fgsm",), eps=EPS, attacker="ce-s100", num_samples=N, force=True)
     redone, _ = run_attacks("digits", plan, digits_zoo, results, "cpu")
     before = {(r.attacker, r.defender, r.eps): r.correct for r in rows if r.attack == "fgsm"}
     assert redone and all(before[(r.attacker, r.defender, r.eps)] == r.correct for r in redone)
     stored = ResultStore(results).records(AttackRecord)
     cells = [r.cell for r in stored]
     assert len(cells) == len(set(cells))  # replaced, not duplicated
-    assert {r.cell: r.correct for r in stored if r.attacker == "ce-s1" and r.attack == "fgsm" and r.mode == "blackbox"} == {
+    assert {r.cell: r.correct for r in stored if r.attacker == "ce-s100" and r.attack == "fgsm" and r.mode == "blackbox"} == {
         r.cell: r.correct for r in redone}
 
 
-def test_default_blackbox_attacker_is_the_other_ce_seed(digits_zoo, tmp_path):
+def test_default_blackbox_attackers_are_the_zoos_attackers(digits_zoo, tmp_path):
     plan = AttackPlan("blackbox", attacks=("fgsm",), eps=(0.1,), num_samples=50)
     rows, _ = run_attacks("digits", plan, digits_zoo, tmp_path, "cpu")
-    assert {r.attacker for r in rows} == {"ce-s1"}
-    assert "ce-s1" not in {r.defender for r in rows}
+    assert {r.attacker for r in rows} == {"ce-s100"}
+    defenders = {c["name"] for c in list_members(digits_zoo, "digits") if c["role"] == "defender"}
+    assert {r.defender for r in rows} == defenders and "ce-s100" not in defenders
 
 
 @pytest.mark.parametrize("backend", ["torchattacks", "art"])
@@ -106,7 +107,7 @@ def test_schedule_overrides_reach_the_peers_ifgsm_only(digits_zoo, tmp_path):
 def test_flags_judge_only_rows_on_the_zoo_weights_now(digits_zoo, tmp_path):
     """Records of earlier weights of a member (a retrained member's old key) stay in the
     store but no longer count in the flags, nor do older runs of a cell."""
-    plan = AttackPlan("blackbox", attacks=("fgsm",), eps=EPS, attacker="ce-s1", num_samples=40)
+    plan = AttackPlan("blackbox", attacks=("fgsm",), eps=EPS, attacker="ce-s100", num_samples=40)
     rows, flags = run_attacks("digits", plan, digits_zoo, tmp_path, "cpu")
     assert all(f.passed for f in flags if f.flag == "monotone_in_eps")
     rising = {0.0: 0, 0.1: 1, 0.2: 40}  # accuracy rising with ε: monotone_in_eps would fail on these

@@ -111,7 +111,7 @@ def test_zoo_list_shows_members(digits_zoo):
     result = _robench("zoo", "list", "--dataset", "digits", "--zoo-dir", str(digits_zoo))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert lines[0].split()[:3] == ["member", "loss", "bound"]
+    assert lines[0].split()[:4] == ["member", "role", "loss", "bound"]
     names = {line.split()[0] for line in lines[1:]}
     assert names == {m.name for m in load_definition("digits", digits_zoo)}
 

@@ -202,8 +202,9 @@ def test_one_member_per_distinct_loss():
     members = experiment_members("digits", ZOO_TOML.parent)
     names = [m.name for m in members]
     assert "ce-s0" in names and "ce-s1" not in names and len(names) == len(set(names))
+    assert "ce-s100" not in names  # attackers are not trained on the experiments' subsets
     assert len({(m.loss, m.head) for m in members}) == len(members)
-    assert [m.name for m in experiment_members("digits", ZOO_TOML.parent, ["ce"])] == ["ce-s0"]
+    assert [m.name for m in experiment_members("digits", ZOO_TOML.parent, ["ce"])] == ["ce-s0", "ce-unit-s0"]
     assert [m.name for m in experiment_members("digits", ZOO_TOML.parent, ["ce-s1"])] == ["ce-s1"]
 
 
@@ -214,7 +215,7 @@ TINY = {
     "generalization": ExperimentPlan("generalization", "quick", (0.05, 0.1), 2, min_steps=3),
     "noise": ExperimentPlan("noise", "quick", (0.0, 0.5), 2, stop_train_accuracy=0.8, train_pool=256),
 }
-NAMES = ["ce", "1toN-sym-d1-s0"]
+NAMES = ["ce-s0", "1toN-sym-d1-s0"]
 
 
 @pytest.fixture

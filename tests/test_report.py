@@ -20,7 +20,7 @@ from robench.errors import UserError
 from robench.evaluate.evaluation import Evaluation
 from robench.models import create_model
 from robench.report import write_report
-from robench.report.claims import CONTRADICTED, INCONCLUSIVE, SUPPORTED, verdict
+from robench.report.verdicts import INCONCLUSIVE
 from robench.report.tables import fmt_eps
 from robench.store import FlagRecord, ResultStore
 from robench.zoo import list_members, save_member
@@ -125,7 +125,7 @@ def make_zoo(zoo_dir: Path) -> None:
         card = {
             "name": name, "dataset": DATASET, "architecture": "digits-cnn", "head": head,
             "loss": {"name": loss, "bound": bound, "delta": delta}, "train": {"epochs": 3, "lr": 0.001, "batch_size": 256},
-            "seed": seed, "split_hash": "s" * 64, "num_train": 1293, "num_classes": 10, "mean": [0.3], "std": [0.37],
+            "seed": seed, "role": "defender", "split_hash": "s" * 64, "num_train": 1293, "num_classes": 10, "mean": [0.3], "std": [0.37],
             "clean_test_accuracy": clean, "val_accuracy": clean - 0.01, "epochs": 3, "steps": 15,
             "stop_reason": "epochs", "versions": {"robench": "0.1.0", "torch": "2.x"},
         }
@@ -247,43 +247,43 @@ def test_experiment_summaries(report, experiment, data):
 
 # ---------------------------------------------------------------- claims
 
-def test_claims_verdicts_follow_the_intervals(report):
+def test_claims_with_one_seed_per_configuration_stay_inconclusive(report):
+    """The fixture zoo has one seed per configuration: no attack claim can be tested
+    (too few seeds), while the experiment claims (3 repeats each) are, and their
+    differences and t-intervals are the paired ones over repeats."""
     claims = table(report, "claims").set_index("claim")
     claims.index = claims.index.astype(str)
-    expected = {
-        "1": t_interval(np.subtract(GEN[0.1]["1toN-zero-d1-s0"], GEN[0.1]["ce-s0"])),
-        "2": t_interval(np.subtract(NOISE[0.8]["1toN-zero-d1-s0"], NOISE[0.8]["ce-s0"])),
-        "3a": t_interval(blackbox_sample("hinge-d1-s0")),
-        "3b": t_interval(blackbox_sample("1toN-zero-d1-s0")),
-        "4": t_interval([acc_of("whitebox", m, m, t, e) - acc_of("whitebox", "hinge-d1-s0", "hinge-d1-s0", t, e)
-                         for m in ["1toN-zero-d1-s0"] for t in ATTACKS for e in EPS if e > 0]),
-    }
-    for key, (mean, low, high) in expected.items():
+    for key, data, setting in (("1", GEN, 0.1), ("2", NOISE, 0.8)):
+        mean, low, high = t_interval(np.subtract(data[setting]["1toN-zero-d1-s0"], data[setting]["ce-s0"]))
         row = claims.loc[key]
-        assert (row["difference"], row["ci_low"], row["ci_high"]) == (
-            pytest.approx(mean), pytest.approx(low), pytest.approx(high)), key
-        assert row["verdict"] == (SUPPORTED if low > 0 else CONTRADICTED if high < 0 else INCONCLUSIVE), key
-    # the fixture builds each outcome at least once
-    assert claims.loc["1", "verdict"] == SUPPORTED and claims.loc["3b", "verdict"] == SUPPORTED
-    assert claims.loc["2", "verdict"] == CONTRADICTED and claims.loc["4", "verdict"] == CONTRADICTED
-    assert claims.loc["3a", "verdict"] == INCONCLUSIVE and "contains 0" in claims.loc["3a", "reason"]
-    for key in ("5", "6"):  # no zero/sym pair, no 1toN+ce member
+        assert (row["n"], row["difference"], row["ci_low"], row["ci_high"]) == (
+            3, pytest.approx(mean), pytest.approx(low), pytest.approx(high)), key
+        assert math.isfinite(row["p_holm"]), key
+    for key in ("3a", "3b", "4"):
+        assert claims.loc[key, "verdict"] == INCONCLUSIVE and claims.loc[key, "reason"].startswith("too few seeds")
+        assert claims.loc[key, "n"] == 1 and math.isnan(claims.loc[key, "p_holm"])
+    for key in ("5", "6", "7"):  # no zero/sym pair, no 1toN+ce member, no unit-head ce member
         assert claims.loc[key, "verdict"] == INCONCLUSIVE and claims.loc[key, "n"] == 0
         assert claims.loc[key, "reason"].startswith("no data")
+    by_eps = table(report, "claims_by_eps")
+    assert set(by_eps["claim"].astype(str)) == {"3a", "3b", "4"} and set(by_eps["eps"]) == {0.1, 0.2}
 
 
 def _matrix_row(attacker, defender, attack, eps, accuracy) -> dict:
     seed = int(attacker[-1]), int(defender[-1])
+    loss = defender.split("-")[0]
     return {"mode": "blackbox", "attacker": attacker, "defender": defender, "attack": attack, "eps": eps,
-            "accuracy": accuracy, "attacker_loss": "ce", "defender_loss": defender.split("-")[0],
+            "accuracy": accuracy, "attacker_loss": "ce", "defender_loss": loss, "defender_bound": "sym",
+            "defender_delta": 1.0, "defender_head": "unit" if loss == "1toN" else "linear",
             "attacker_seed": seed[0], "defender_seed": seed[1]}
 
 
 def test_black_box_claims_count_only_attackers_of_a_seed_no_defender_uses():
     """A matrix in which ce-s0 attacks its seed-0 siblings: its transfer hits them harder
     than the ce-s1 reference, so counting it would turn claims 3a and 3b against them."""
-    from robench.report.build import figure_attacker
-    from robench.report.claims import attack_sample, independent_ce_attackers
+    from robench.report.build import figure_attackers
+    from robench.report.claim_data import independent_ce_attackers
+    from robench.report.claims import CLAIMS, claim_sample, units_of
 
     defenders = ("ce-s0", "ce-s1", "hinge-s0", "1toN-s0")
     eps_grid = (0.1, 0.2, 0.3)
@@ -297,22 +297,15 @@ def test_black_box_claims_count_only_attackers_of_a_seed_no_defender_uses():
                     rows.append(_matrix_row(attacker, defender, "fgsm", eps, table_[defender] - 0.01 * i * (i + 1)))
     frame = pd.DataFrame(rows)
     frame.loc[frame["defender"] == "ce-s0", "accuracy"] = [0.50, 0.49, 0.46]  # the reference, not on a line
-    assert independent_ce_attackers(frame) == ["ce-s1"] and figure_attacker(frame) == "ce-s1"
+    assert independent_ce_attackers(frame) == ["ce-s1"] and figure_attackers(frame) == ["ce-s1"]
+    claims = {c.key: c for c in CLAIMS}
     for claim, member in (("3a", "hinge-s0"), ("3b", "1toN-s0")):
-        sample = attack_sample(claim, frame, DATASET)
+        sample = claim_sample(claims[claim], units_of(claims[claim], frame, {}))
         attacked = frame[frame["attacker"] == "ce-s1"].set_index("eps")
         expected = (attacked[attacked["defender"] == member]["accuracy"]
-                    - attacked[attacked["defender"] == "ce-s0"]["accuracy"]).tolist()
-        assert sample.values == pytest.approx(expected), claim
-        assert min(sample.values) > 0, claim
-
-
-def test_verdict_rules():
-    assert verdict(5, 0.01, 0.2) == (SUPPORTED, "95 % CI entirely above 0")
-    assert verdict(5, -0.2, -0.01)[0] == CONTRADICTED
-    assert verdict(5, -0.1, 0.1) == (INCONCLUSIVE, "95 % CI contains 0")
-    assert verdict(1, math.nan, math.nan)[1].startswith("too little data")
-    assert verdict(0, math.nan, math.nan, "run x")[1] == "no data: run x"
+                    - attacked[attacked["defender"] == "ce-s0"]["accuracy"]).mean()
+        assert sample.differences.to_dict() == {0: pytest.approx(expected)}, claim  # one seed: seed 0
+        assert expected > 0 and "ce-s0" not in sample.members - {"ce-s0"}, claim
 
 
 # ---------------------------------------------------------------- figures and pages
@@ -580,7 +573,7 @@ def test_an_attack_on_fewer_samples_keeps_its_own_rows(tmp_path, zoo_dir):
     whitebox = chosen[chosen["mode"] == "whitebox"]
     assert dict(whitebox.groupby("attack")["n"].unique().map(list)) == {"fgsm": [N], "ifgsm": [40]}
     assert "FGSM on 100 test images, IFGSM on 40 test images" in index
-    assert _claims(tmp_path / "out").set_index("claim").loc["4", "n"] == 2 * 2  # both attacks count
+    assert "1 seed, 4 cells" in _claims(tmp_path / "out").set_index("claim").loc["4", "detail"]  # both attacks count
     both = pd.concat([attacks, attacks[attacks["mode"] == "whitebox"].assign(n=N)])
     with pytest.raises(UserError, match="several test image counts per mode and attack .*--num-samples"):
         Evaluation().select(both)
@@ -597,32 +590,40 @@ def test_describe_rows():
 
 
 def test_matrix_panels_share_rows_and_columns():
-    """IFGSM rows of one attacker missing: every panel still has every attacker row (blank
-    cells), so the first panel's labels fit all of them."""
+    """IFGSM cells of one attacker missing: every panel still has every attacker row (blank
+    cells), so the first panel's labels fit all of them; a cell is the mean over a
+    configuration's seeds."""
     from robench.report.figures import matrix_figure
 
-    members = ["ce-s0", "ce-s1", "hinge-d1-s0"]
-    long = pd.DataFrame([{"attack": a, "eps": 0.1, "attacker": att, "defender": d, "accuracy": 0.5}
-                         for a in ATTACKS for att in members for d in members
-                         if not (a == "ifgsm" and att == "ce-s0")])
-    fig = matrix_figure(long, 0.1, members)
+    attackers, configurations = ["ce-s100", "ce-s101", "ce-s102"], ["ce", "hinge-d1"]
+    long = pd.DataFrame([{"attack": a, "eps": 0.1, "attacker": att, "configuration": c, "accuracy": 0.4 + 0.2 * seed}
+                         for a in ATTACKS for att in attackers for c in configurations for seed in (0, 1)
+                         if not (a == "ifgsm" and att == "ce-s100")])
+    fig = matrix_figure(long, 0.1, attackers, configurations)
     fgsm, ifgsm = [ax for ax in fig.axes if ax.get_title()]
     cells = [ax.collections[0].get_array() for ax in (fgsm, ifgsm)]
-    assert cells[0].shape == cells[1].shape == (3, 3)
-    assert cells[1].mask[0].all() and not cells[1].mask[1:].any()  # ce-s0's IFGSM row is blank
+    assert cells[0].shape == cells[1].shape == (3, 2)
+    assert cells[1].mask[0].all() and not cells[1].mask[1:].any()  # ce-s100's IFGSM row is blank
+    assert np.allclose(cells[0], 0.5)  # mean of the seeds' 0.4 and 0.6
 
 
 @pytest.mark.parametrize("only_in", ATTACKS)
-def test_legend_lists_members_of_every_panel(only_in):
-    """hinge drawn in one panel only: still in the legend, among the members."""
+def test_legend_lists_configurations_of_every_panel(only_in):
+    """hinge drawn in one panel only: still in the legend, among the configurations;
+    each seed's curve is drawn faint behind the mean."""
     from robench.report.figures import attack_figure, make_palette
 
-    rows = pd.DataFrame([{"attack": a, "eps": e, "accuracy": 0.5, "defender": m}
-                         for a in ATTACKS for m in ("ce-s0", "hinge-d1-s0") for e in EPS
-                         if m == "ce-s0" or a == only_in])
-    fig = attack_figure(rows, "t", make_palette(["ce-s0", "hinge-d1-s0"]), {"ce-s0": "ce", "hinge-d1-s0": "hinge"})
+    rows = pd.DataFrame([{"attack": a, "eps": e, "accuracy": 0.5 + 0.01 * seed, "configuration": c,
+                          "defender_seed": seed}
+                         for a in ATTACKS for c in ("ce", "hinge-d1") for e in EPS for seed in (0, 1, 2)
+                         if c == "ce" or a == only_in])
+    fig = attack_figure(rows, "t", make_palette(["ce", "hinge-d1"]), {"ce": "ce", "hinge-d1": "hinge"})
     labels = [text.get_text() for text in fig.legends[0].get_texts()]
-    assert labels == ["member", "ce-s0", "hinge-d1-s0", "loss", "ce", "hinge"]
+    assert labels == ["configuration", "ce", "hinge-d1", "loss", "ce", "hinge"]
+    panel = [ax for ax in fig.axes if ax.get_title() == only_in.upper()][0]
+    faint = [line for line in panel.get_lines() if line.get_alpha() == 0.25]
+    assert len(faint) == 2 * 3  # two configurations × three seeds
+    assert len(panel.collections) >= 2  # a band per configuration
 
 
 def test_presets_named_from_a_card_training_record():

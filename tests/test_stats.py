@@ -67,3 +67,36 @@ def test_paired_difference_needs_equal_lengths():
         paired_difference([1.0, 2.0], [1.0])
     mean, low, high = paired_difference([0.8], [0.7])
     assert mean == pytest.approx(0.1) and math.isnan(low) and math.isnan(high)
+
+
+def test_holm_equals_statsmodels_and_names_each_step_level():
+    from statsmodels.stats.multitest import multipletests
+
+    from robench.stats import holm
+
+    rng = np.random.default_rng(0)
+    for m in (1, 2, 5, 8):
+        p = list(rng.uniform(0, 0.2, m)) + [0.01] * (m > 2)  # with a tie
+        adjusted, levels = holm(p, 0.05)
+        assert adjusted == pytest.approx(list(multipletests(p, alpha=0.05, method="holm")[1]))
+        assert sorted(levels) == pytest.approx(sorted(0.05 / k for k in range(1, len(p) + 1)))
+        smallest = int(np.argmin(p))
+        assert levels[smallest] == pytest.approx(0.05 / len(p))
+
+
+def test_clopper_pearson_is_the_exact_beta_interval():
+    from robench.stats import clopper_pearson
+
+    low, high = clopper_pearson(90, 100)
+    assert low == pytest.approx(scipy_stats.beta.ppf(0.025, 90, 11)) and high == pytest.approx(scipy_stats.beta.ppf(0.975, 91, 10))
+    assert clopper_pearson(0, 10)[0] == 0 and clopper_pearson(10, 10)[1] == 1
+
+
+def test_detectable_effect_has_the_stated_power():
+    """A true mean of the detectable effect is found by the t-test 80 % of the time (noncentral t)."""
+    from robench.stats import detectable_effect
+
+    effect = detectable_effect(1.0, 5, 0.05)
+    critical = scipy_stats.t.ppf(0.975, 4)
+    power = 1 - scipy_stats.nct.cdf(critical, 4, effect * math.sqrt(5)) + scipy_stats.nct.cdf(-critical, 4, effect * math.sqrt(5))
+    assert power == pytest.approx(0.8, abs=1e-6)

@@ -72,7 +72,9 @@ def test_failures_first_and_summarized():
     rows[0] = replace(rows[0], correct=89)
     flags = compute_flags(rows)
     assert not flags[0]["passed"] and all(f["passed"] for f in flags[1:])
-    text = summarize_flags([FlagRecord(run_id="r", **f) for f in flags])
+    assert flags[0]["members"] == {"a"}  # the white-box cell of member a
+    text = summarize_flags([FlagRecord(run_id="r", flag=f["flag"], passed=f["passed"], scope=f["scope"],
+                                       detail=f["detail"]) for f in flags])
     assert "FAILED eps0_is_clean" in text and "eps0_is_clean                3/4 passed" in text
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import json
 from pathlib import Path
 
@@ -46,7 +48,13 @@ def test_committed_definitions_hold_the_required_members(dataset):
     members = load_definition(dataset, REPO / "zoo")
     losses = {(m.loss.name, m.loss.bound if m.loss.is_one_to_n else "") for m in members}
     assert {("ce", ""), ("hinge", ""), ("1toN", "sym"), ("1toN", "zero"), ("1toN+ce", "sym")} <= losses
-    assert sorted(m.seed for m in members if m.loss.name == "ce") == [0, 1]
+    assert {m.head for m in members if m.loss.name == "ce" and m.role == "defender"} == {"linear", "unit"}
+    defender_seeds = {m.seed for m in members if m.role == "defender"}
+    attackers = [m for m in members if m.role == "attacker"]
+    assert len(defender_seeds) >= (5 if dataset == "digits" else 3)  # S seeds per configuration (quick)
+    assert len(load_definition(dataset, REPO / "zoo", "paper")) >= 5 * 8
+    assert len(attackers) >= 3 and all(m.loss.name == "ce" for m in attackers)
+    assert not {m.seed for m in attackers} & defender_seeds
     for bound in ("sym", "zero"):
         deltas = {m.loss.delta for m in members if m.loss.name == "1toN" and m.loss.bound == bound}
         assert len(deltas) >= 2, f"{dataset}: 1toN {bound} needs a small and a large delta"
@@ -64,10 +72,35 @@ def test_definition_errors(tmp_path):
         load_definition("nothing", tmp_path / "empty")
 
 
+@pytest.mark.parametrize("text, message", [
+    ('architecture = "digits-cnn"\nseed = [0]\n[[members]]\nloss = "ce"\n', "unknown keys ['seed']"),
+    ('architecture = "digits-cnn"\nseeds = {quick = [0]}\n[[members]]\nloss = "ce"\n', "no entry for preset 'paper'"),
+    ('architecture = "digits-cnn"\nseeds = []\n[[members]]\nloss = "ce"\n', "non-empty list"),
+    ('architecture = "digits-cnn"\n[[members]]\nloss = "ce"\n[[members]]\nloss = "ce"\n', "'ce-s0' is defined twice"),
+    ('architecture = "digits-cnn"\n[[members]]\nloss = "ce"\n[[attackers]]\nloss = "ce"\n', "needs its own seeds"),
+    ('architecture = "digits-cnn"\nseeds = [0, 1]\n[[members]]\nloss = "hinge"\n[[attackers]]\nloss = "ce"\n'
+     'seeds = [1]\n', "attacker seed 1 is also a defender's seed"),
+])
+def test_definition_errors_of_seeds_and_attackers(tmp_path, text, message):
+    (tmp_path / "bad.toml").write_text(text)
+    with pytest.raises(UserError, match=re.escape(message)):
+        load_definition("bad", tmp_path, "paper")
+
+
+def test_definition_seeds_per_preset_and_attackers(tmp_path):
+    (tmp_path / "d.toml").write_text('architecture = "digits-cnn"\nseeds = {quick = [0, 1], paper = [0, 1, 2]}\n'
+                                      '[[members]]\nloss = "hinge"\n[[attackers]]\nloss = "ce"\nseeds = [7]\n')
+    quick, paper = load_definition("d", tmp_path, "quick"), load_definition("d", tmp_path, "paper")
+    assert [(m.name, m.role) for m in quick] == [("hinge-d1-s0", "defender"), ("hinge-d1-s1", "defender"),
+                                                 ("ce-s7", "attacker")]
+    assert [m.name for m in paper] == ["hinge-d1-s0", "hinge-d1-s1", "hinge-d1-s2", "ce-s7"]
+    assert {m.configuration for m in paper} == {"hinge-d1", "ce"}
+
+
 def test_select_members():
     members = load_definition("digits", REPO / "zoo")
-    assert [m.name for m in select_members(members, ["ce"], None)] == ["ce-s0", "ce-s1"]
-    assert [m.name for m in select_members(members, ["ce"], [1])] == ["ce-s1"]
+    assert [m.name for m in select_members(members, ["ce"], [0, 1])] == ["ce-s0", "ce-s1", "ce-unit-s0", "ce-unit-s1"]
+    assert [m.name for m in select_members(members, ["ce"], [100])] == ["ce-s100"]
     with pytest.raises(UserError, match="unknown member 'nope'; valid: ce-s0"):
         select_members(members, ["nope"], None)
 

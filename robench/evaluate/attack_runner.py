@@ -29,7 +29,7 @@ from robench.attacks.base import ATTACKS, GradientSignAttack, check_eps
 from robench.device import resolve_precision
 from robench.errors import UserError
 from robench.evaluate.current import current_attack_records
-from robench.evaluate.members import LoadedMember, default_attacker, load_members
+from robench.evaluate.members import LoadedMember, default_attackers, load_members
 from robench.evaluate.schedule import override_label
 from robench.evaluate.validity import compute_flags
 from robench.losses import create_loss
@@ -91,23 +91,30 @@ def parse_eps(text: str) -> list[float]:
 
 
 def _pairs(plan: AttackPlan, members: list[LoadedMember]) -> list[tuple[LoadedMember, list[LoadedMember]]]:
-    """(attacker, defenders) pairs of the plan."""
+    """(attacker, defenders) pairs of the plan. White-box: every member (or each of
+    ``defenders``) attacks itself. Black-box: the zoo's attackers (or ``attacker``; every
+    member with ``all``) attack its defenders (or ``defenders``; every member with ``all``)."""
     by_name = {m.name: m for m in members}
     unknown = [n for n in plan.defenders or () if n not in by_name]
     if unknown:
         raise UserError(f"unknown defender {unknown[0]!r}; valid: {', '.join(by_name)}")
-    defenders = [by_name[n] for n in plan.defenders] if plan.defenders else members
     if plan.mode in ("whitebox", SANITY):
-        return [(m, [m]) for m in defenders]
+        return [(m, [m]) for m in ([by_name[n] for n in plan.defenders] if plan.defenders else members)]
     if plan.attacker == "all":
-        return [(a, defenders) for a in members]
-    if plan.attacker:
+        attackers = members
+    elif plan.attacker:
         if plan.attacker not in by_name:
             raise UserError(f"unknown attacker {plan.attacker!r}; valid: all, {', '.join(by_name)}")
-        attacker = by_name[plan.attacker]
+        attackers = [by_name[plan.attacker]]
     else:
-        attacker = default_attacker(members)
-    return [(attacker, [d for d in defenders if d is not attacker] or defenders)]
+        attackers = default_attackers(members)
+    if plan.defenders:
+        defenders = [by_name[n] for n in plan.defenders]
+    elif plan.attacker == "all":
+        defenders = members
+    else:
+        defenders = [m for m in members if m.card.get("role") != "attacker" and m not in attackers]
+    return [(a, defenders) for a in attackers]
 
 
 def _record(plan, run_id, dataset, attacker, defender, attack, eps, n, correct, clean) -> AttackRecord:
@@ -313,7 +320,8 @@ def run_attacks(
             records += run_attack_plan(sanity_plan(plan, plan.num_samples or len(dataset.test)), dataset, members,
                                        store)[0]
         current, _ = current_attack_records(store.records(AttackRecord), {m.name: m.sha256 for m in members})
-        flags = [FlagRecord(run_id=run_id, **flag) for flag in compute_flags(current)]
+        flags = [FlagRecord(run_id=run_id, flag=f["flag"], passed=f["passed"], scope=f["scope"], detail=f["detail"])
+                 for f in compute_flags(current)]
         store.replace_all(FlagRecord, flags)
     return records, flags
 

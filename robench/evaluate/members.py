@@ -46,14 +46,13 @@ def load_members(zoo_dir: Path, dataset: str, names: list[str] | None, device: t
     return members
 
 
-def default_attacker(members: list[LoadedMember]) -> LoadedMember:
-    """The black-box attacker of PROTOCOL.md: a CE member trained with a seed that no
-    other member uses (``ce-s1`` in the default zoos)."""
-    for candidate in members:
-        others = {m.card["seed"] for m in members if m is not candidate}
-        if candidate.card["loss"]["name"] == "ce" and candidate.card["seed"] not in others:
-            return candidate
-    raise UserError(
-        "no default black-box attacker: the zoo needs a ce member whose seed no other member "
-        "uses (e.g. ce-s1); name one with --attacker"
-    )
+def default_attackers(members: list[LoadedMember]) -> list[LoadedMember]:
+    """The black-box attackers of the zoo: its members trained as attackers (CE with
+    seeds of their own, ``[[attackers]]`` of ``zoo/<dataset>.toml``)."""
+    attackers = [m for m in members if m.card.get("role") == "attacker"]
+    if not attackers:
+        raise UserError(
+            "no black-box attacker in the zoo: add an [[attackers]] entry (CE members with seeds no member has) "
+            "to zoo/<dataset>.toml and train it, or name one with --attacker"
+        )
+    return attackers

@@ -31,8 +31,9 @@ FLAGS = ("monotone_in_eps", "eps0_is_clean", "ifgsm_not_above_fgsm",
          "whitebox_not_above_transfer", "large_eps_to_chance")
 
 
-def _flag(name: str, passed: bool, scope: str, detail: str) -> dict[str, Any]:
-    return {"flag": name, "passed": passed, "scope": scope, "detail": detail}
+def _flag(name: str, passed: bool, scope: str, detail: str, *members: str) -> dict[str, Any]:
+    """A checked flag; ``members``: the attacker and defender whose numbers it judges."""
+    return {"flag": name, "passed": passed, "scope": scope, "detail": detail, "members": frozenset(members)}
 
 
 def _monotone(rows) -> list[dict]:
@@ -47,7 +48,8 @@ def _monotone(rows) -> list[dict]:
         detail = "; ".join(f"eps {a['eps']:.4g}: {a['accuracy']:.4f} -> eps {b['eps']:.4g}: {b['accuracy']:.4f}"
                            for a, b in rises) or f"{len(group)} eps values"
         flags.append(_flag("monotone_in_eps", not rises,
-                           f"{attack}/{loss}/{backend}{_tag(precision, schedule, batch)} {att} -> {dfd}", detail))
+                           f"{attack}/{loss}/{backend}{_tag(precision, schedule, batch)} {att} -> {dfd}", detail,
+                           att, dfd))
     return flags
 
 
@@ -55,7 +57,7 @@ def _eps0(rows) -> list[dict]:
     return [
         _flag("eps0_is_clean", r["correct"] == r["clean_correct"],
               f"{r['attack']}/{r['attack_loss']}/{r['backend']}{_tags(r)} {r['attacker']} -> {r['defender']}",
-              f"eps 0 accuracy {r['accuracy']:.4f}, clean {r['clean_accuracy']:.4f}")
+              f"eps 0 accuracy {r['accuracy']:.4f}, clean {r['clean_accuracy']:.4f}", r["attacker"], r["defender"])
         for r in rows if r["eps"] == 0
     ]
 
@@ -98,7 +100,7 @@ def _ifgsm_vs_fgsm(whitebox) -> list[dict]:
             continue
         flags.append(_flag("ifgsm_not_above_fgsm", it["correct"] <= fg["correct"],
                            f"{loss}/{backend}{_tag(precision, schedule, batch)} {dfd} eps {eps:.4g}",
-                           f"ifgsm {it['accuracy']:.4f}, fgsm {fg['accuracy']:.4f}"))
+                           f"ifgsm {it['accuracy']:.4f}, fgsm {fg['accuracy']:.4f}", dfd))
     return flags
 
 
@@ -113,7 +115,8 @@ def _whitebox_vs_transfer(whitebox, transfer) -> list[dict]:
         flags.append(_flag("whitebox_not_above_transfer", wb["correct"] <= t["correct"],
                            f"{t['attack']}/{t['attack_loss']}/{t['backend']}{_tags(t)} "
                            f"{t['attacker']} -> {t['defender']} eps {t['eps']:.4g}",
-                           f"white-box {wb['accuracy']:.4f}, transfer {t['accuracy']:.4f}"))
+                           f"white-box {wb['accuracy']:.4f}, transfer {t['accuracy']:.4f}", t["attacker"],
+                           t["defender"]))
     return flags
 
 
@@ -127,14 +130,15 @@ def _chance(sanity) -> list[dict]:
     return [
         _flag("large_eps_to_chance", r["accuracy"] <= chance_bound(r["num_classes"], r["n"]),
               f"{r['attack']}/{r['attack_loss']}/{r['backend']}{_tags(r)} {r['defender']} eps {r['eps']:.4g}",
-              f"accuracy {r['accuracy']:.4f}, chance bound {chance_bound(r['num_classes'], r['n']):.4f}")
+              f"accuracy {r['accuracy']:.4f}, chance bound {chance_bound(r['num_classes'], r['n']):.4f}",
+              r["defender"])
         for r in sanity
     ]
 
 
 def compute_flags(records: Iterable[AttackRecord]) -> list[dict[str, Any]]:
-    """Every validity flag of a set of attack records (flag, passed, scope, detail),
-    failures first."""
+    """Every validity flag of a set of attack records (flag, passed, scope, detail and
+    the members whose numbers it judges), failures first."""
     rows = [r.as_dict() for r in records]
     sweep = [r for r in rows if r["mode"] != SANITY]
     whitebox = [r for r in sweep if r["mode"] == "whitebox"]

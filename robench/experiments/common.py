@@ -162,12 +162,14 @@ def plan_for(experiment: str, preset: str, dataset: str) -> ExperimentPlan:
     raise UserError(f"unknown preset {preset!r}; valid: {', '.join(presets)}")
 
 
-def experiment_members(dataset: str, zoo_dir: Path, names: list[str] | None = None) -> list[MemberDef]:
-    """One member per distinct loss configuration of the zoo definition (the lowest seed
-    of members that differ only by seed), narrowed by ``names`` as ``select_members``."""
-    chosen = select_members(load_definition(dataset, Path(zoo_dir)), names, None)
+def experiment_members(dataset: str, zoo_dir: Path, names: list[str] | None = None,
+                       preset: str = "quick") -> list[MemberDef]:
+    """One member per distinct loss configuration among the zoo definition's defenders
+    (the lowest seed of members that differ only by seed), narrowed by ``names`` as
+    ``select_members``."""
+    defenders = [m for m in load_definition(dataset, Path(zoo_dir), preset) if m.role == "defender"]
     best: dict[tuple, MemberDef] = {}
-    for member in chosen:
+    for member in select_members(defenders, names, None):
         key = (member.loss, member.head, member.arch)
         if key not in best or member.seed < best[key].seed:
             best[key] = member
@@ -276,7 +278,7 @@ def run_cells(
     from robench.train.members import train_member
 
     plan = plan_for(experiment, preset, dataset)
-    members = experiment_members(dataset, zoo_dir, names)
+    members = experiment_members(dataset, zoo_dir, names, preset)
     results_dir = Path(results_dir) if results_dir else Path("reports") / dataset / "results"
     with ResultStore(results_dir) as store:
         cells = [(s, r, m, _cell(dataset, experiment, s, r, m)) for s in plan.settings for r in range(plan.repeats)

@@ -28,7 +28,7 @@ import robench
 from robench.io import atomic_write_text
 from robench.report import build
 from robench.report.content import Page
-from robench.report.figures import make_palette, member_order
+from robench.report.figures import configuration_order, make_palette
 from robench.report.html import render_html, render_markdown
 from robench.evaluate.evaluation import Evaluation
 from robench.report.load import Results, load_results
@@ -44,9 +44,10 @@ def _generator() -> dict[str, str]:
 def _context(results: Results, out_dir: Path, data_root: Path, matrix_eps: float | None,
              margins: bool, evaluation: Evaluation) -> build.Context:
     evaluated, note = evaluation.select(results.attacks)
-    losses = build.member_losses(results)
-    palette = make_palette(member_order(losses, losses))
-    return build.Context(results, out_dir, Path(data_root), matrix_eps, evaluated, note, losses, palette, margins)
+    configurations, losses = build.member_configurations(results)
+    palette = make_palette(configuration_order(losses, losses))
+    return build.Context(results, out_dir, Path(data_root), matrix_eps, evaluated, note, configurations, losses,
+                         palette, margins)
 
 
 def _summary(results: Results, claims: pd.DataFrame, run: dict[str, str]) -> list[str]:
@@ -63,7 +64,8 @@ def _summary(results: Results, claims: pd.DataFrame, run: dict[str, str]) -> lis
     lines.append(f"{len(results.cards)} zoo members; present: {', '.join(present) or 'none'}; "
                  f"missing: {', '.join(absent) or 'nothing'}.")
     counts = claims["verdict"].value_counts()
-    lines.append("Claims: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in ("supported", "contradicted", "inconclusive")) + ".")
+    lines.append("Claims: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in
+                                        ("supported", "contradicted", "inconclusive", "withheld")) + ".")
     if len(results.flags):
         lines.append(f"Validity flags: {int((~results.flags['passed']).sum())} of {len(results.flags)} checks failed.")
     lines += [f"Unreadable input: {p}" for p in results.problems]

@@ -7,18 +7,23 @@ missing, the section says which command produces it instead of failing.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from robench.presets import presets_matching
-from robench.report import claims as claims_mod
 from robench.report import figures as figs
 from robench.report import tables as tab
+from robench.report import verdicts
+from robench.report.claim_data import configuration_of, independent_ce_attackers
+from robench.report.claims import CLAIMS
 from robench.report.content import Section, TableView
+from robench.report.gates import explained_flags, gates
 from robench.report.load import Results, describe_rows, image_counts
 from robench.report.margins import margin_summary, member_margins
+from robench.store import SANITY
 
 COLLAPSE_ROWS = 25
 
@@ -46,8 +51,9 @@ class Context:
     matrix_eps: float | None
     evaluated: pd.DataFrame  # the attack records of the evaluation figures and claims read
     evaluation_note: str
-    losses: dict[str, str]  # member name -> loss name
-    palette: dict[str, tuple]
+    configurations: dict[str, str]  # member name -> its configuration (loss, bound, δ, head)
+    losses: dict[str, str]  # configuration -> loss name
+    palette: dict[str, tuple]  # configuration -> colour, in display order
     margins: bool = True
 
     @property
@@ -63,21 +69,34 @@ class Context:
         return commands(self.results.dataset)
 
     def order(self, members) -> list[str]:
-        return [m for m in self.palette if m in set(members)]
+        """``members`` by their configuration's place in the palette, then by name."""
+        rank = {c: i for i, c in enumerate(self.palette)}
+        return sorted(set(members), key=lambda m: (rank.get(self.configurations.get(m, ""), len(rank)), m))
+
+    def with_configuration(self, rows: pd.DataFrame, column: str) -> pd.DataFrame:
+        """``rows`` with the ``configuration`` of the member in ``column``."""
+        return rows.assign(configuration=rows[column].map(self.configurations).fillna(rows[column]))
 
 
-def member_losses(results: Results) -> dict[str, str]:
-    """Loss name of every member seen in the cards, the attack rows and the experiments."""
-    losses = {c["name"]: c.get("loss", {}).get("name", "?") for c in results.cards}
-    attacks = results.attacks
-    if not attacks.empty:
-        losses.update(zip(attacks["defender"], attacks["defender_loss"]))
-        if "attacker_loss" in attacks:
-            losses.update(zip(attacks["attacker"], attacks["attacker_loss"]))
+def member_configurations(results: Results) -> tuple[dict[str, str], dict[str, str]]:
+    """(member → configuration, configuration → loss) of every member in the cards, the
+    attack records (defenders) and the experiments."""
+    members: dict[str, str] = {}
+    losses: dict[str, str] = {}
+
+    def add(names, loss, bound, delta, head) -> None:
+        for name, *spec in zip(names, loss, bound, delta, head):
+            members[name] = configuration_of(*spec)
+            losses[members[name]] = spec[0]
+
+    cards = results.cards
+    add([c["name"] for c in cards], [c["loss"]["name"] for c in cards], [c["loss"]["bound"] for c in cards],
+        [c["loss"]["delta"] for c in cards], [c["head"] for c in cards])
+    a = results.attacks
+    add(a["defender"], a["defender_loss"], a["defender_bound"], a["defender_delta"], a["defender_head"])
     for rows in results.experiments.values():
-        if not rows.empty:
-            losses.update(zip(rows["member"], rows["loss"]))
-    return losses
+        add(rows["member"], rows["loss"], rows["bound"], rows["delta"], rows["head"])
+    return members, losses
 
 
 def _missing(command: str, what: str) -> str:
@@ -87,29 +106,63 @@ def _missing(command: str, what: str) -> str:
 # ---------------------------------------------------------------- claims
 
 def claims_section(ctx: Context) -> tuple[Section, pd.DataFrame]:
-    """The paper's claims with the measured difference, its 95 % CI and a verdict."""
-    attacks = ctx.results.attacks
-    stored = set(attacks["mode"]) if not attacks.empty else set()
-    frame = claims_mod.evaluate_claims(ctx.results.experiments, ctx.evaluated, ctx.results.dataset, stored=stored)
+    """The paper's claims: paired differences over seeds (or repeats), Holm-adjusted
+    intervals and p-values, verdicts; then each attack claim per attack and ε."""
+    res = ctx.results
+    stored = set(res.attacks["mode"]) if not res.attacks.empty else set()
+    explained = explained_flags(res.results_dir)
+    held = gates(_gated_records(ctx), explained)
+    frame = verdicts.evaluate_claims(ctx.evaluated, res.experiments, res.dataset, held, stored)
     shown = pd.DataFrame({
         "claim": frame["claim"], "statement": frame["statement"], "data": frame["data"],
-        "n": frame["n"].astype(str),
+        "units per side (paired)": [f"{t} / {r} {u}s ({n})" for t, r, u, n in
+                                    zip(frame["treatment_units"], frame["reference_units"], frame["unit"], frame["n"])],
         "difference [95% CI]": [tab.interval(m, lo, hi, signed=True) for m, lo, hi in
                                 zip(frame["difference"], frame["ci_low"], frame["ci_high"])],
-        "verdict": frame["verdict"], "reason": frame["reason"], "detail": frame["detail"],
+        "Holm-adjusted interval": [tab.interval(m, lo, hi, signed=True) if math.isfinite(lo) else tab.DASH
+                                   for m, lo, hi in zip(frame["difference"], frame["adjusted_low"],
+                                                        frame["adjusted_high"])],
+        "p": [tab.fmt_p(p) for p in frame["p"]], "Holm p": [tab.fmt_p(p) for p in frame["p_holm"]],
+        "verdict": frame["verdict"], "reason": frame["reason"],
     })
     tab.write_table(ctx.tables_dir, "claims", frame, shown)
-    section = Section("claims", "Claims of the paper", tables=[TableView(
-        "claims", "Claims: treatment − reference accuracy", shown, claims_mod.ATTACK_NOTE)])
-    section.paragraphs = [
-        "Each claim is a difference of test accuracies (treatment − reference); the table gives its mean, "
-        "the 95 % Student-t interval of that mean and a verdict: supported (interval entirely above 0), "
-        "contradicted (entirely below 0) or inconclusive (the interval contains 0, or too little data).",
-        "Claims 1–2 are paired by repeat (the same subset or noisy set for every loss): one value per repeat, "
-        "the mean over the 1-to-N members (loss 1toN, every bound and δ) minus the ce member.",
-    ]
-    section.bullets = [f"({c.key}) {c.statement} — {c.data}: {c.definition}." for c in claims_mod.CLAIMS]
+    by_eps = verdicts.claims_by_eps(ctx.evaluated, res.experiments)
+    tab.write_table(ctx.tables_dir, "claims_by_eps", by_eps, tab.claims_by_eps_display(by_eps))
+    section = Section("claims", "Claims of the paper", tables=[
+        TableView("claims", "Claims: treatment − reference accuracy, paired by seed (attacks) or repeat "
+                            "(experiments)", shown, CLAIMS_NOTE),
+        TableView("claims_by_eps", "Attack claims per attack and ε (95 % t-intervals over seeds, not adjusted)",
+                  tab.claims_by_eps_display(by_eps), collapsed=True)])
+    section.paragraphs = list(CLAIMS_TEXT)
+    section.bullets = [f"({c.key}) {c.statement} — {c.data}: {c.definition}." for c in CLAIMS]
+    section.notes += [f"Explained flag {flag} ({scope}): {reason}" for (flag, scope), reason in explained.items()]
     return section, frame
+
+
+CLAIMS_TEXT = (
+    "Each claim compares member configurations that differ in their loss (or head), and its unit is the training "
+    "seed: every configuration is trained with the same seeds, and seed s of the treatment is paired with seed s "
+    "of the reference. Per seed the value is the accuracy difference averaged over the claim's cells (ε > 0; "
+    "black-box cells only from CE attackers with seeds of their own). The experiment claims (1, 2) are paired "
+    "by repeat (the same subset or noisy set for every loss).",
+    "The interval is the Student-t interval over seeds (or repeats); the p-value is the one-sample t-test of "
+    "mean 0. The claims with at least 3 units per side form one family, adjusted with Holm's step-down: "
+    "supported / contradicted when the Holm-adjusted p-value is below 0.05 (the adjusted interval then excludes "
+    "0), else inconclusive with the reason and the smallest effect these seeds detect. A claim that uses a "
+    "member with a failed eps0_is_clean or large_eps_to_chance flag is withheld until the flag is explained.",
+)
+CLAIMS_NOTE = ("Intervals and tests run over training seeds (attack claims) or repeats (experiment claims) on one "
+               "fixed test set: they describe the spread between trained models, not test-set sampling, which the "
+               "per-cell intervals of the attack tables show. docs/protocol.md gives the reasons.")
+
+
+def _gated_records(ctx: Context) -> list:
+    """The records whose gating flags hold claims back: the evaluation's, and the sanity
+    cells of its attack loss, backend and precision."""
+    evaluated = set(ctx.evaluated["cell"]) if not ctx.evaluated.empty else set()
+    keys = set(zip(ctx.evaluated["attack_loss"], ctx.evaluated["backend"], ctx.evaluated["precision"]))
+    return [r for r in ctx.results.records if r.cell in evaluated
+            or (r.mode == SANITY and (r.attack_loss, r.backend, r.precision) in keys)]
 
 
 # ---------------------------------------------------------------- flags
@@ -144,8 +197,8 @@ def flags_section(ctx: Context) -> Section:
 def clean_section(ctx: Context) -> Section:
     """Clean test accuracy per zoo member (cards) and the distribution of clean margins."""
     section = Section("clean", "Zoo members: clean accuracy and logit margins")
-    rank = {m: i for i, m in enumerate(ctx.palette)}
-    cards = sorted(ctx.results.cards, key=lambda c: (rank.get(c["name"], len(rank)), c["name"]))
+    rank = {m: i for i, m in enumerate(ctx.order(c["name"] for c in ctx.results.cards))}
+    cards = sorted(ctx.results.cards, key=lambda c: rank[c["name"]])
     if not cards:
         section.notes.append(_missing(ctx.run["zoo"], f"trained members in {ctx.results.zoo_dir}/{ctx.results.dataset}"))
         return section
@@ -165,10 +218,11 @@ def _margins(ctx: Context, cards: list[dict], section: Section) -> None:
         return
     summary = margin_summary(margins)
     tab.write_table(ctx.tables_dir, "margins", summary, tab.display(summary))
-    fig = figs.margin_figure(margins, ctx.order(margins["member"]), ctx.palette)
+    fig = figs.margin_figure(ctx.with_configuration(margins, "member"), list(ctx.palette), ctx.palette)
     section.figures.append(figs.save_figure(
         fig, ctx.figures_dir, "margins",
-        "Clean logit margins z_y − max_{k≠y} z_k on the test split, per member (lines: quartiles). "
+        "Clean logit margins z_y − max_{k≠y} z_k on the test split, per configuration, its seeds pooled "
+        "(lines: quartiles). "
         "Unit-head members (1-to-N) have logits that are distances to unit-norm hyperplanes; linear-head "
         "logits have no fixed scale, so compare shapes rather than values across heads."))
     section.tables.append(TableView("margins", "Clean logit margins per member", tab.display(summary),
@@ -198,7 +252,7 @@ def experiment_section(ctx: Context, experiment: str) -> Section:
     summary = tab.summary_table(rows)
     shown = tab.summary_display(summary)
     tab.write_table(ctx.tables_dir, experiment, summary, shown)
-    fig = figs.experiment_figure(summary, experiment, ctx.palette, ctx.losses)
+    fig = figs.experiment_figure(ctx.with_configuration(summary, "member"), experiment, ctx.palette, ctx.losses)
     section.figures.append(figs.save_figure(fig, ctx.figures_dir, experiment, f"{caption} {_sizes(rows, experiment)}"))
     section.tables.append(TableView(experiment, f"{experiment}: mean, 95 % CI, paired difference to ce", shown,
                                     "member − ce: mean over the repeats both have of the per-repeat difference, "
@@ -238,16 +292,18 @@ def stop_reason_notes(rows: pd.DataFrame, experiment: str) -> list[str]:
 
 # ---------------------------------------------------------------- attacks
 
-def figure_attacker(blackbox: pd.DataFrame) -> str:
-    """The attacker shown in the black-box figure: a CE attacker whose seed no defender
-    uses (PROTOCOL.md), else the first CE attacker, else the first attacker, by name."""
-    independent = claims_mod.independent_ce_attackers(blackbox)
+def figure_attackers(blackbox: pd.DataFrame) -> list[str]:
+    """The attackers of the black-box figure: the CE attackers whose seed no defender uses
+    (PROTOCOL.md), else the CE attackers, else every attacker."""
+    independent = independent_ce_attackers(blackbox)
     if independent:
-        return independent[0]
+        return independent
     ce = blackbox[blackbox["attacker_loss"] == "ce"]
-    return sorted((ce if not ce.empty else blackbox)["attacker"].unique())[0]
+    return sorted((ce if not ce.empty else blackbox)["attacker"].unique())
 
 
+SEED_BANDS = ("the line is the mean over the configuration's seeds, the band its 95 % t-interval (none with one "
+              "seed), and each faint line one seed")
 ATTACK_TITLES = {"blackbox": "Black-box (transfer) attacks: accuracy vs ε (paper Figs. 6–8)",
                  "whitebox": "White-box attacks: accuracy vs ε (paper Figs. 6–8)"}
 
@@ -259,7 +315,7 @@ def attack_section(ctx: Context, mode: str) -> Section:
     if long.empty:
         section.notes.append(_missing(ctx.run[mode], f"{'black' if mode == 'blackbox' else 'white'}-box results"))
         return section
-    shown = tab.attack_pivot(long, mode, list(ctx.palette))
+    shown = tab.attack_pivot(long, mode, ctx.order(set(long["defender"]) | set(long["attacker"])))
     settings = tab.shared_run_settings(long)
     shared = f"Every row: {settings}." if settings else ""
     tab.write_table(ctx.tables_dir, mode, long, "\n\n".join(filter(None, [shared, tab.to_markdown(shown)])))
@@ -270,19 +326,18 @@ def attack_section(ctx: Context, mode: str) -> Section:
         section.notes.append("None of these records is in the evaluation the figures read, "
                              "so this mode has no figure.")
     elif mode == "blackbox":
-        attacker = figure_attacker(rows)
-        rows = rows[rows["attacker"] == attacker]
-        title, caption = (f"transfer attacks crafted on {attacker}",
-                          f"Accuracy of each defender under {_attack_names(rows)} crafted on {attacker} "
-                          f"(black-box), vs ε ({describe_rows(rows)}).")
-        if tab.matrix_attackers(ctx.evaluated):
-            caption += " Other attackers: see the matrix section and the table."
+        attackers = figure_attackers(rows)
+        rows = rows[rows["attacker"].isin(attackers)]
+        title, caption = (f"transfer attacks crafted on {', '.join(attackers)}",
+                          f"Accuracy of each defender configuration under {_attack_names(rows)} crafted on "
+                          f"{', '.join(attackers)} (black-box), vs ε: per seed the mean over these attackers, "
+                          f"{SEED_BANDS} ({describe_rows(rows)}).")
     else:
         title, caption = ("each member attacks itself",
-                          f"Accuracy of each member under its own {_attack_names(rows)} (white-box), vs ε "
-                          f"({describe_rows(rows)}).")
+                          f"Accuracy of each configuration under its own {_attack_names(rows)} (white-box), vs ε: "
+                          f"{SEED_BANDS} ({describe_rows(rows)}).")
     if not rows.empty:
-        fig = figs.attack_figure(rows, title, ctx.palette, ctx.losses)
+        fig = figs.attack_figure(ctx.with_configuration(rows, "defender"), title, ctx.palette, ctx.losses)
         section.figures.append(figs.save_figure(fig, ctx.figures_dir, mode, caption))
     section.tables.append(TableView(mode, f"{mode} accuracy per member, attack and ε", shown, shared,
                                     collapsed=len(shown) > COLLAPSE_ROWS))
@@ -306,14 +361,15 @@ def matrix_section(ctx: Context) -> Section:
     eps = tab.middle_eps(long) if ctx.matrix_eps is None else tab.nearest_eps(long, ctx.matrix_eps)
     if ctx.matrix_eps is not None and abs(eps - ctx.matrix_eps) > 1e-12:
         section.notes.append(f"ε = {ctx.matrix_eps:g} is not on the grid; showing the nearest, ε = {tab.fmt_eps(eps)}.")
-    fig = figs.matrix_figure(long, eps, members)
     used = ctx.evaluated[ctx.evaluated["attacker"].isin(set(long["attacker"]))]
-    diagonal = ("the diagonal is white-box" if (long["attacker"] == long["defender"]).any()
+    blackbox = ctx.with_configuration(used[used["mode"] == "blackbox"], "defender")
+    fig = figs.matrix_figure(blackbox, eps, ctx.order(blackbox["attacker"]), list(ctx.palette))
+    diagonal = ("the tables' diagonal is white-box" if (long["attacker"] == long["defender"]).any()
                 else "no white-box rows for the diagonal")
     section.figures.append(figs.save_figure(
         fig, ctx.figures_dir, "matrix",
-        f"Accuracy of each defender (columns) under attacks crafted on each attacker (rows) at ε = {tab.fmt_eps(eps)}; "
-        f"{diagonal} ({describe_rows(used)})."))
+        f"Accuracy of each defender configuration (columns, the mean over its seeds) under attacks crafted on each "
+        f"attacker (rows) at ε = {tab.fmt_eps(eps)}, black-box cells only; {diagonal} ({describe_rows(used)})."))
     for attack in sorted(long["attack"].unique()):
         wide = tab.matrix_pivot(long, attack, eps, members)
         shown = tab.display(wide.reset_index().rename(columns={"attacker": "attacker \\ defender"}))

@@ -1,5 +1,7 @@
 """Seaborn figures mirroring the paper (Figs. 4–8), a transfer-matrix heatmap and the
-distribution of clean logit margins.
+distribution of clean logit margins. Colours and curves are per member configuration
+(loss, bound, δ, head: ``1toN-sym-d4``); a configuration trained with several seeds is
+drawn as its mean over the seeds with the 95 % t-band, each seed's curve faint behind it.
 
 Figures are drawn on :class:`matplotlib.figure.Figure` objects directly, never through
 pyplot: saving renders with the Agg canvas whatever backend the caller uses, no window
@@ -21,7 +23,7 @@ from matplotlib.ticker import FuncFormatter
 
 from robench.io import atomic_write
 from robench.report.content import FigureFile
-from robench.report.tables import fmt_eps, matrix_pivot
+from robench.report.tables import fmt_eps
 from robench.stats import mean_ci
 
 LOSS_ORDER = ("ce", "hinge", "1toN", "1toN+ce")
@@ -31,16 +33,16 @@ DPI = 110
 
 # ---------------------------------------------------------------- helpers
 
-def member_order(members: Iterable[str], losses: dict[str, str]) -> list[str]:
-    """Members sorted by loss (ce, hinge, 1toN, 1toN+ce, others), then by name."""
+def configuration_order(configurations: Iterable[str], losses: dict[str, str]) -> list[str]:
+    """Configurations sorted by loss (ce, hinge, 1toN, 1toN+ce, others), then by name."""
     rank = {loss: i for i, loss in enumerate(LOSS_ORDER)}
-    return sorted(set(members), key=lambda m: (rank.get(losses.get(m, ""), len(rank)), m))
+    return sorted(set(configurations), key=lambda c: (rank.get(losses.get(c, ""), len(rank)), c))
 
 
-def make_palette(members: list[str]) -> dict[str, tuple]:
-    """One fixed colour per member, shared by every figure of a report."""
-    colours = sns.color_palette("tab10" if len(members) <= 10 else "husl", max(len(members), 1))
-    return dict(zip(members, colours))
+def make_palette(configurations: list[str]) -> dict[str, tuple]:
+    """One fixed colour per configuration, shared by every figure of a report."""
+    colours = sns.color_palette("tab10" if len(configurations) <= 10 else "husl", max(len(configurations), 1))
+    return dict(zip(configurations, colours))
 
 
 def save_figure(fig: Figure, figures_dir: Path, name: str, caption: str) -> FigureFile:
@@ -62,31 +64,38 @@ def with_intervals(rows: pd.DataFrame, keys: list[str], value: str) -> pd.DataFr
     return pd.DataFrame(out)
 
 
-def _lines(ax, frame: pd.DataFrame, x: str, palette: dict, losses: dict[str, str]) -> None:
-    """Mean curves per member (colour: member, dashes: loss) and their bands, if any."""
-    frame = frame.assign(loss=frame["member"].map(losses).fillna("?"))
-    order = [m for m in palette if m in set(frame["member"])]
-    sns.lineplot(data=frame, x=x, y="mean", hue="member", hue_order=order, style="loss",
+def _lines(ax, frame: pd.DataFrame, x: str, palette: dict, losses: dict[str, str],
+           seeds: pd.DataFrame | None = None) -> None:
+    """Mean curves per configuration (colour: configuration, dashes: loss) and their
+    bands, if any; ``seeds`` (configuration, seed, ``x``, accuracy): each seed's curve,
+    faint, behind them."""
+    frame = frame.assign(loss=frame["configuration"].map(losses).fillna("?"))
+    order = [c for c in palette if c in set(frame["configuration"])]
+    if seeds is not None:
+        for (configuration, _), curve in seeds.groupby(["configuration", "seed"]):
+            curve = curve.sort_values(x)
+            ax.plot(curve[x], curve["accuracy"], color=palette[configuration], alpha=0.25, linewidth=0.7, zorder=1)
+    sns.lineplot(data=frame, x=x, y="mean", hue="configuration", hue_order=order, style="loss",
                  style_order=[l for l in LOSS_ORDER if l in set(frame["loss"])] or None,
                  markers=True, palette=palette, errorbar=None, ax=ax)
-    for member, group in frame.groupby("member"):
+    for configuration, group in frame.groupby("configuration"):
         group = group.sort_values(x)
         if group["ci_low"].notna().any():
             low, high = group["ci_low"].clip(0, 1), group["ci_high"].clip(0, 1)  # accuracies live in [0, 1]
-            ax.fill_between(group[x], low, high, color=palette[member], alpha=0.12, linewidth=0)
+            ax.fill_between(group[x], low, high, color=palette[configuration], alpha=0.15, linewidth=0)
 
 
 def _legend_outside(fig: Figure, axes: list, palette: dict) -> None:
-    """One legend right of the panels with every entry of every panel (a member drawn in
-    one panel only is listed too): the members in ``palette`` order, then the losses in
-    :data:`LOSS_ORDER`, each under its heading; the panels' own legends removed."""
+    """One legend right of the panels with every entry of every panel (a configuration
+    drawn in one panel only is listed too): the configurations in ``palette`` order, then
+    the losses in :data:`LOSS_ORDER`, each under its heading; the panels' own legends removed."""
     entries: dict[str, object] = {}
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(label, handle)
         if ax.get_legend() is not None:
             ax.get_legend().remove()
-    order = ["member", *palette, "loss", *LOSS_ORDER]
+    order = ["configuration", *palette, "loss", *LOSS_ORDER]
     labels = [label for label in order if label in entries] + [label for label in entries if label not in order]
     fig.legend([entries[label] for label in labels], labels, loc="outside right center", frameon=False,
                fontsize="small")
@@ -122,15 +131,19 @@ def experiment_figure(summary: pd.DataFrame, experiment: str, palette: dict, los
 # ---------------------------------------------------------------- attacks (Figs. 6–8)
 
 def attack_figure(rows: pd.DataFrame, title: str, palette: dict, losses: dict[str, str]) -> Figure:
-    """Accuracy vs ε, one panel per attack (rows of one mode and one attacker choice)."""
-    rows = rows.rename(columns={"defender": "member"})
-    curves = with_intervals(rows, ["attack", "member", "eps"], "accuracy")
+    """Accuracy vs ε, one panel per attack: per configuration the mean over its seeds
+    (each seed first averaged over the attackers of ``rows``) with the 95 % t-band, and
+    each seed's curve faint behind it. ``rows``: attack records of one mode with a
+    ``configuration`` column."""
+    seeds = (rows.groupby(["attack", "configuration", "defender_seed", "eps"])["accuracy"].mean().reset_index()
+             .rename(columns={"defender_seed": "seed"}))
+    curves = with_intervals(seeds, ["attack", "configuration", "eps"], "accuracy")
     attacks = sorted(curves["attack"].unique())
     with sns.axes_style(STYLE):
         fig = Figure(figsize=(4.2 * len(attacks) + 1.5, 4.0), layout="constrained")
         axes = list(fig.subplots(1, len(attacks), sharey=True, squeeze=False)[0])
     for ax, attack in zip(axes, attacks):
-        _lines(ax, curves[curves["attack"] == attack], "eps", palette, losses)
+        _lines(ax, curves[curves["attack"] == attack], "eps", palette, losses, seeds[seeds["attack"] == attack])
         ax.set_title(attack.upper())
         ax.set_xlabel("ε (L∞, pixels in [0, 1])")
         ax.set_ylabel("accuracy")
@@ -140,23 +153,26 @@ def attack_figure(rows: pd.DataFrame, title: str, palette: dict, losses: dict[st
     return fig
 
 
-def matrix_figure(long: pd.DataFrame, eps: float, members: list[str]) -> Figure:
-    """Heatmap of attacker (rows) × defender (columns) accuracy at one ε, one panel per attack;
-    rows and columns follow the order of ``members``."""
+def matrix_figure(long: pd.DataFrame, eps: float, attackers: list[str], configurations: list[str]) -> Figure:
+    """Heatmap of attacker (rows) × defender configuration (columns) accuracy at one ε,
+    one panel per attack, each cell the mean over the configuration's seeds; ``long``:
+    black-box records (attack, eps, attacker, configuration, accuracy)."""
     attacks = sorted(long["attack"].unique())
     at_eps = long[long["eps"] == eps]
-    attackers = [m for m in members if m in set(at_eps["attacker"])]  # every panel: the same rows and
-    defenders = [m for m in members if m in set(at_eps["defender"])]  # columns, so the labels of the first fit all
-    width = max(4.0, 0.75 * len(defenders) + 1.0)
+    attackers = [a for a in attackers if a in set(at_eps["attacker"])]  # every panel: the same rows and
+    columns = [c for c in configurations if c in set(at_eps["configuration"])]  # columns, so labels fit all
+    width = max(4.0, 0.75 * len(columns) + 1.0)
     height = max(3.0, 0.5 * len(attackers) + 2.0)
     fig = Figure(figsize=(width * len(attacks), height), layout="constrained")
     axes = fig.subplots(1, len(attacks), squeeze=False)[0]
     for ax, attack in zip(axes, attacks):
-        wide = matrix_pivot(at_eps, attack, eps).reindex(index=attackers, columns=defenders)  # blank: not computed
+        cell = at_eps[at_eps["attack"] == attack]
+        wide = cell.pivot_table(index="attacker", columns="configuration", values="accuracy", aggfunc="mean")
+        wide = wide.reindex(index=attackers, columns=columns)  # blank: not computed
         sns.heatmap(wide, vmin=0, vmax=1, cmap="viridis", annot=True, fmt=".2f", ax=ax,
                     cbar=ax is axes[-1], annot_kws={"fontsize": 8}, square=False)
         ax.set_title(f"{attack.upper()}, ε = {fmt_eps(eps)}")
-        ax.set_xlabel("defender")
+        ax.set_xlabel("defender configuration (mean over seeds)")
         ax.set_ylabel("attacker" if ax is axes[0] else "")
         if ax is not axes[0]:
             ax.set_yticklabels([])
@@ -167,13 +183,13 @@ def matrix_figure(long: pd.DataFrame, eps: float, members: list[str]) -> Figure:
 # ---------------------------------------------------------------- margins
 
 def margin_figure(margins: pd.DataFrame, order: list[str], palette: dict[str, tuple]) -> Figure:
-    """Violin per member of the clean logit margin z_y − max_{k≠y} z_k, in the member's
-    colour of every other figure (the y axis names the members)."""
-    order = [m for m in order if m in set(margins["member"])]
+    """Violin per configuration (its seeds pooled) of the clean logit margin
+    z_y − max_{k≠y} z_k, in the configuration's colour of every other figure."""
+    order = [c for c in order if c in set(margins["configuration"])]
     with sns.axes_style(STYLE):
         fig = Figure(figsize=(8.0, 0.55 * len(order) + 1.6), layout="constrained")
         ax = fig.subplots()
-    sns.violinplot(data=margins, y="member", x="margin", hue="member", order=order, hue_order=order,
+    sns.violinplot(data=margins, y="configuration", x="margin", hue="configuration", order=order, hue_order=order,
                    palette={m: palette[m] for m in order}, cut=0, inner="quartile", density_norm="width",
                    linewidth=0.8, ax=ax, dodge=False, legend=False)
     ax.axvline(0.0, color="black", linewidth=0.8)

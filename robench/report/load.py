@@ -35,6 +35,7 @@ class Results:
     zoo_dir: Path
     attacks: pd.DataFrame  # current sweep records (white-box and black-box) of every evaluation
     sanity: pd.DataFrame
+    records: list[AttackRecord]  # the current records of both frames
     flags: pd.DataFrame
     experiments: dict[str, pd.DataFrame]  # "generalization" / "noise" -> records
     runs: pd.DataFrame
@@ -48,9 +49,8 @@ class Results:
 
 
 def records_frame(records: list[Any], cls: type) -> pd.DataFrame:
-    """``records`` as a frame with ``cls``'s stored columns (``cell`` left out)."""
-    columns = [c for c in cls.columns() if c != "cell"]
-    return pd.DataFrame([r.as_dict() for r in records], columns=columns)
+    """``records`` as a frame with ``cls``'s stored columns (``cell`` included)."""
+    return pd.DataFrame([{**r.as_dict(), "cell": r.cell} for r in records], columns=list(cls.columns()))
 
 
 def _of_dataset(records: list[Any], dataset: str, what: str, notes: list[str]) -> list[Any]:
@@ -63,16 +63,17 @@ def _of_dataset(records: list[Any], dataset: str, what: str, notes: list[str]) -
 
 
 def load_attacks(store: ResultStore, dataset: str, hashes: dict[str, str],
-                 notes: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(sweep records, sanity records) of ``dataset``, one per cell on the weights of
-    ``hashes`` (member name → sha256 of the zoo's weights); what was left out goes to ``notes``."""
+                 notes: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, list[AttackRecord]]:
+    """(sweep records, sanity records, both as records) of ``dataset``, one per cell on
+    the weights of ``hashes`` (member name → sha256 of the zoo's weights); what was left
+    out goes to ``notes``."""
     records = _of_dataset(store.records(AttackRecord), dataset, "attack records", notes)
     current, note = current_attack_records(records, hashes)
     if note:
         notes.append(note)
     frame = records_frame(current, AttackRecord)
     sanity = frame["mode"] == SANITY
-    return frame[~sanity].reset_index(drop=True), frame[sanity].reset_index(drop=True)
+    return frame[~sanity].reset_index(drop=True), frame[sanity].reset_index(drop=True), current
 
 
 def load_flags(store: ResultStore) -> pd.DataFrame:
@@ -98,7 +99,7 @@ def load_results(dataset: str, results_dir: Path, zoo_dir: Path) -> Results:
     cards = load_cards(zoo_dir, dataset, problems)
     hashes = {c["name"]: c["weights_sha256"] for c in cards if c.get("weights_sha256")}
     with ResultStore(results_dir) as store:
-        attacks, sanity = load_attacks(store, dataset, hashes, notes)
+        attacks, sanity, current = load_attacks(store, dataset, hashes, notes)
         experiments = records_frame(_of_dataset(store.records(ExperimentRecord), dataset, "experiment records", notes),
                                     ExperimentRecord)
         flags = load_flags(store)
@@ -109,6 +110,7 @@ def load_results(dataset: str, results_dir: Path, zoo_dir: Path) -> Results:
         zoo_dir=zoo_dir,
         attacks=attacks,
         sanity=sanity,
+        records=current,
         flags=flags,
         experiments={name: experiments[experiments["experiment"] == name].reset_index(drop=True)
                      for name in EXPERIMENTS},

@@ -15,10 +15,12 @@ import pandas as pd
 
 from robench.experiments.summary import SUMMARY_COLUMNS, summarize
 from robench.io import atomic_write_text
+from robench.stats import clopper_pearson
 
 DASH = "–"
 ATTACK_COLUMNS = ("attacker", "defender", "defender_loss", "attack", "attack_loss", "backend", "schedule",
-                  "coupled_batch", "n", "precision", "eps", "steps", "step_size", "accuracy", "clean_accuracy")
+                  "coupled_batch", "n", "precision", "eps", "steps", "step_size", "accuracy", "ci_low", "ci_high",
+                  "clean_accuracy")
 CARD_COLUMNS = ("member", "loss", "bound", "delta", "head", "seed", "clean_test_accuracy",
                 "val_accuracy", "epochs", "steps", "stop_reason", "num_train", "weights_sha256")
 
@@ -56,6 +58,13 @@ def interval(mean: float, low: float, high: float, signed: bool = False) -> str:
     if isinstance(low, float) and not (math.isnan(low) or math.isnan(high)):
         text += f" [{fmt_number(low, signed=signed)}, {fmt_number(high, signed=signed)}]"
     return text
+
+
+def fmt_p(p: float) -> str:
+    """A p-value for display: ``0.0123``, ``<0.0001``; a dash when there is none."""
+    if p is None or not math.isfinite(p):
+        return DASH
+    return "<0.0001" if p < 1e-4 else f"{p:.4f}"
 
 
 def to_markdown(frame: pd.DataFrame) -> str:
@@ -116,7 +125,8 @@ def attack_table(attacks: pd.DataFrame, mode: str) -> pd.DataFrame:
     if attacks.empty:
         return pd.DataFrame(columns=list(ATTACK_COLUMNS))
     rows = attacks[attacks["mode"] == mode]
-    rows = rows.assign(coupled_batch=[_batch_text(b) for b in rows["coupled_batch"]])
+    low, high = zip(*(clopper_pearson(c, n) for c, n in zip(rows["correct"], rows["n"]))) if len(rows) else ((), ())
+    rows = rows.assign(coupled_batch=[_batch_text(b) for b in rows["coupled_batch"]], ci_low=low, ci_high=high)
     columns = [c for c in ATTACK_COLUMNS if c in rows]
     keys = [c for c in ("attacker", "defender", "attack", "attack_loss", "backend", "schedule", "coupled_batch", "n",
                         "precision", "eps") if c in rows]
@@ -144,13 +154,16 @@ def shared_run_settings(long: pd.DataFrame) -> str:
 
 
 def attack_pivot(long: pd.DataFrame, mode: str, order: list[str] | None = None) -> pd.DataFrame:
-    """Display form: one row per (attacker,) defender and attack, one column per ε;
-    members in ``order`` (then by name)."""
+    """Display form: one row per (attacker,) defender and attack, one column per ε, each
+    cell the accuracy and its exact 95 % interval over the test images; members in
+    ``order`` (then by name)."""
     if long.empty:
         return pd.DataFrame()
     index = (["attacker"] if mode == "blackbox" else []) + ["defender", "attack"]
     index += _varying(long, RUN_COLUMNS)
-    wide = long.pivot_table(index=index, columns="eps", values="accuracy", aggfunc="first").reset_index()
+    cells = long.assign(cell=[interval(a, lo, hi) for a, lo, hi in zip(long["accuracy"], long["ci_low"],
+                                                                         long["ci_high"])])
+    wide = cells.pivot_table(index=index, columns="eps", values="cell", aggfunc="first").reset_index()
     rank = {m: i for i, m in enumerate(order or [])}
     keys = [c for c in ("attacker", "defender") if c in wide]
     wide = wide.sort_values(keys, key=lambda col: col.map(lambda m: (rank.get(m, len(rank)), m)), kind="stable")
@@ -252,3 +265,17 @@ def flag_counts(flags: pd.DataFrame) -> pd.DataFrame:
     counts = flags.groupby("flag", sort=False)["passed"].agg(checked="size", passed="sum").reset_index()
     counts["failed"] = counts["checked"] - counts["passed"]
     return counts.sort_values("failed", ascending=False, kind="stable").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- claims per ε
+
+def claims_by_eps_display(by_eps: pd.DataFrame) -> pd.DataFrame:
+    """Display form: one row per claim and attack, one column per ε, each cell the mean
+    difference and its 95 % interval."""
+    if by_eps.empty:
+        return pd.DataFrame()
+    cells = by_eps.assign(text=[interval(m, lo, hi, signed=True) for m, lo, hi in
+                                zip(by_eps["difference"], by_eps["ci_low"], by_eps["ci_high"])])
+    wide = cells.pivot_table(index=["claim", "attack"], columns="eps", values="text", aggfunc="first").reset_index()
+    wide.columns = [f"ε={fmt_eps(e)}" if isinstance(e, float) else e for e in wide.columns]
+    return wide.fillna(DASH).astype(str)

@@ -78,6 +78,7 @@ def train_member(
         "loss": to_dict(member.loss),
         "train": to_dict(spec),
         "seed": member.seed,
+        "role": member.role,
         "split_hash": data.split_hash,
         "num_train": len(train),
         **(extra or {}),
@@ -132,7 +133,8 @@ def train_zoo(
     download: bool = False,
     force: bool = False,
 ) -> list[dict[str, Any]]:
-    """Train every member of ``zoo/<dataset>.toml`` (narrowed by ``names``/``seeds``)."""
+    """Train every member of ``zoo/<dataset>.toml`` under ``preset`` (its seeds; narrowed
+    by ``names``/``seeds``), defenders then attackers."""
     from robench.data import DATASETS, load_dataset
     from robench.device import resolve_device
     from robench.presets import train_spec
@@ -141,7 +143,7 @@ def train_zoo(
     DATASETS.get(dataset)  # unknown names fail before anything is loaded
     train_spec(dataset, preset, "ce")
     target = resolve_device(device)
-    members = select_members(load_definition(dataset, zoo_dir), names, seeds)
+    members = select_members(load_definition(dataset, zoo_dir, preset), names, seeds)
     data = load_dataset(dataset, data_root, download).to(target)
     cards = []
     for member in members:

@@ -1,0 +1,150 @@
+"""Verdicts on the family of claims: tests over seeds, Holm–Bonferroni, and what a
+verdict needs before it says anything.
+
+For each claim (:mod:`robench.report.claims`) the sample is one paired difference per
+unit (training seed or repeat). Its test is the two-sided one-sample t-test of mean 0
+(scipy), its interval the Student-t interval over units. The claims that can be tested
+(at least :data:`MIN_UNITS` units on each side and in the pairing, a spread, no gating
+flag) form one family, adjusted with Holm's step-down (statsmodels): each claim's
+adjusted interval is the t-interval at its own step's level, 1 − α / (m − k + 1).
+
+- **supported** / **contradicted**: the Holm-adjusted p-value is below α = 0.05, with
+  the mean above / below 0 (its adjusted interval then excludes 0 on that side);
+- **inconclusive** otherwise, with the reason: no data, too few units, no spread (a
+  zero-width interval is never evidence), or a p-value above α. The reason gives the
+  smallest effect this many units detect with 80 % power at α / m (the noncentral t,
+  :func:`robench.stats.detectable_effect`), from the observed spread;
+- **withheld**: a member whose records the claim uses failed a gating validity flag
+  (:data:`robench.report.gates.GATING_FLAGS`) that ``explained_flags.toml`` does not explain; the claim
+  is shown with its numbers and outside the family until the flag is explained.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import pandas as pd
+
+from robench.report.claims import CLAIMS, Claim, Sample, claim_sample, units_of
+from robench.stats import detectable_effect, holm, one_sample_t, t_interval
+
+ALPHA = 0.05
+MIN_UNITS = 3
+SUPPORTED, CONTRADICTED, INCONCLUSIVE, WITHHELD = "supported", "contradicted", "inconclusive", "withheld"
+CLAIM_COLUMNS = ("claim", "statement", "data", "unit", "treatment_units", "reference_units", "n", "difference",
+                 "sd", "ci_low", "ci_high", "p", "p_holm", "adjusted_level", "adjusted_low", "adjusted_high",
+                 "detectable", "verdict", "reason", "detail", "definition")
+
+
+def _missing(claim: Claim, attacks: pd.DataFrame, experiments: dict[str, pd.DataFrame], dataset: str,
+             stored: set[str]) -> str:
+    """Why a claim has no records ("" when it has): a mode or experiment never run, or
+    none of its records in the evaluation."""
+    if claim.source != "attacks":
+        if experiments.get(claim.source, pd.DataFrame()).empty:
+            return f"no {claim.source} results: run `robench experiment {claim.source} --dataset {dataset}`"
+        return ""
+    present = set(attacks["mode"]) if not attacks.empty else set()
+    parts = []
+    for mode in (m for m in claim.modes if m not in present):
+        label = "white-box" if mode == "whitebox" else "black-box"
+        if mode in stored:
+            parts.append(f"no {label} records in the evaluation the claims read (the {label} section's note says which)")
+        else:
+            parts.append(f"no {label} results: run `robench attack --{mode} --dataset {dataset}`")
+    return "; ".join(parts)
+
+
+def _sample(claim: Claim, attacks: pd.DataFrame, experiments: dict[str, pd.DataFrame], dataset: str,
+            stored: set[str], units: dict[tuple, pd.DataFrame]) -> Sample:
+    """The claim's sample; ``units`` caches the units of each source and modes."""
+    missing = _missing(claim, attacks, experiments, dataset, stored)
+    if missing:
+        return Sample(pd.Series(dtype=float), 0, 0, frozenset(), missing=missing)
+    key = (claim.source, claim.modes, claim.highest)
+    if key not in units:
+        units[key] = units_of(claim, attacks, experiments)
+    return claim_sample(claim, units[key])
+
+
+def evaluate_claims(attacks: pd.DataFrame, experiments: dict[str, pd.DataFrame], dataset: str,
+                    gates: Mapping[str, list[str]] | None = None, stored: set[str] | None = None) -> pd.DataFrame:
+    """One row per claim: units per side, mean paired difference, its interval, p-value,
+    Holm-adjusted p-value and interval, detectable effect, verdict and reason.
+
+    ``attacks``: the evaluation's attack records; ``gates``: member → failed, unexplained
+    gating flags (their scopes); ``stored``: the attack modes of every stored record (to
+    say why a mode is absent)."""
+    gates = gates or {}
+    stored = set(attacks["mode"]) if stored is None and not attacks.empty else stored or set()
+    rows, units = [], {}
+    for claim in CLAIMS:
+        sample = _sample(claim, attacks, experiments, dataset, stored, units)
+        n = len(sample.differences)
+        mean, sd, p = one_sample_t(sample.differences.tolist())
+        low, high = t_interval(mean, sd, n, 1 - ALPHA)
+        blocked = sorted(m for m in sample.members if m in gates)
+        rows.append({
+            "claim": claim.key, "statement": claim.statement, "data": claim.data, "unit": claim.unit,
+            "treatment_units": sample.treatment_units, "reference_units": sample.reference_units, "n": n,
+            "difference": mean, "sd": sd, "ci_low": low, "ci_high": high, "p": p,
+            "blocked": blocked, "missing": sample.missing, "detail": sample.detail, "definition": claim.definition,
+            "testable": (not sample.missing and min(n, sample.treatment_units, sample.reference_units) >= MIN_UNITS
+                         and math.isfinite(p) and not blocked),
+        })
+    frame = pd.DataFrame(rows)
+    family = frame.index[frame["testable"]]
+    adjusted, levels = holm(frame.loc[family, "p"].tolist(), ALPHA)
+    frame["p_holm"] = pd.Series(adjusted, index=family, dtype=float)
+    frame["adjusted_level"] = pd.Series(levels, index=family, dtype=float)
+    m = max(len(family), 1)
+    frame["detectable"] = [detectable_effect(sd, n, ALPHA / m) for sd, n in zip(frame["sd"], frame["n"])]
+    adjusted_ci = [t_interval(r.difference, r.sd, r.n, 1 - r.adjusted_level) if r.testable else (math.nan, math.nan)
+                   for r in frame.itertuples()]
+    frame["adjusted_low"], frame["adjusted_high"] = zip(*adjusted_ci) if adjusted_ci else ((), ())
+    frame["verdict"], frame["reason"] = zip(*[_verdict(r, gates, m) for r in frame.itertuples()])
+    return frame[list(CLAIM_COLUMNS)]
+
+
+def _verdict(r, gates: Mapping[str, list[str]], m: int) -> tuple[str, str]:
+    """(verdict, reason) of one claim row (see the module docstring)."""
+    unit = f"{r.unit}s"
+    detectable = (f"; with {r.n} {unit} and this spread, effects smaller than ±{r.detectable:.4f} go undetected "
+                  f"(80 % power at α/{m})" if math.isfinite(r.detectable) else "")
+    if r.missing:
+        return INCONCLUSIVE, f"no data: {r.missing}"
+    if r.blocked:
+        flags = "; ".join(f"{member}: {', '.join(gates[member])}" for member in r.blocked)
+        return WITHHELD, (f"withheld until explained (results/explained_flags.toml): failed validity flags of the "
+                          f"members it uses — {flags}")
+    if min(r.n, r.treatment_units, r.reference_units) < MIN_UNITS:
+        return INCONCLUSIVE, (f"too few {unit}: {r.treatment_units} treatment, {r.reference_units} reference, "
+                              f"{r.n} paired (at least {MIN_UNITS} each){detectable}")
+    if not math.isfinite(r.p):
+        return INCONCLUSIVE, f"no spread over the {unit} (every {r.unit} gives the same difference): not evidence"
+    if r.p_holm < ALPHA:
+        side = "above" if r.difference > 0 else "below"
+        return (SUPPORTED if r.difference > 0 else CONTRADICTED,
+                f"Holm-adjusted p = {r.p_holm:.3g} < {ALPHA}; adjusted interval {side} 0")
+    return INCONCLUSIVE, f"Holm-adjusted p = {r.p_holm:.3g} ≥ {ALPHA}{detectable}"
+
+
+def claims_by_eps(attacks: pd.DataFrame, experiments: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Each attack claim per attack and ε: the mean paired difference over units and its
+    95 % t-interval, not adjusted for multiplicity (a breakdown, not a test)."""
+    rows = []
+    if attacks.empty:
+        return pd.DataFrame(columns=["claim", "attack", "eps", "n", "difference", "ci_low", "ci_high"])
+    for claim in (c for c in CLAIMS if c.source == "attacks"):
+        for attack in sorted(attacks["attack"].unique()):
+            for eps in sorted(e for e in attacks["eps"].unique() if e > 0):
+                sample = claim_sample(claim, units_of(claim, attacks, experiments, eps=eps, attack=attack))
+                n = len(sample.differences)
+                if not n:
+                    continue
+                mean, sd, _ = one_sample_t(sample.differences.tolist())
+                low, high = t_interval(mean, sd, n, 1 - ALPHA)
+                rows.append({"claim": claim.key, "attack": attack, "eps": eps, "n": n, "difference": mean,
+                             "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows, columns=["claim", "attack", "eps", "n", "difference", "ci_low", "ci_high"])
