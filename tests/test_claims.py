@@ -292,3 +292,17 @@ def test_with_the_detectable_effect_the_claim_is_supported_in_at_least_80_percen
     rate, se = _rate(supported, SIMULATIONS)
     assert rate >= 0.80 - 3 * se, (rate, effect)
     assert np.median(reported) == pytest.approx(effect, rel=0.25)  # what the report says, from observed spreads
+
+
+def test_the_attackers_own_white_box_cells_change_no_claim():
+    """The zoo's attackers (CE, seeds of their own) are also attacked white-box; those
+    cells are no defender's and leave every claim as it is (an attacker's seed never
+    pairs, and its missing black-box cells must not shrink the others' cells)."""
+    attacks = attack_frame(_fixed)
+    own = pd.DataFrame([dict(mode="whitebox", attacker=a, attacker_seed=s, attacker_loss="ce", defender=a,
+                             defender_seed=s, defender_loss="ce", defender_bound="sym", defender_delta=1.0,
+                             defender_head="linear", attack=k, eps=e, accuracy=0.5)
+                        for a, s in ATTACKERS.items() for k in ATTACKS for e in EPS])
+    alone = evaluate_claims(attacks, {}, "digits")
+    pd.testing.assert_frame_equal(evaluate_claims(pd.concat([attacks, own], ignore_index=True), {}, "digits"), alone)
+    assert "12 cells" in alone.set_index("claim").loc["7", "detail"]  # 2 × 2 white-box + 2 × 2 × 2 black-box

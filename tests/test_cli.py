@@ -188,3 +188,15 @@ def test_report_evaluation_options_reach_the_report(tmp_path, option, message):
 def test_export_without_a_store_is_a_user_error(tmp_path):
     result = _robench("results", "export", "--results-dir", str(tmp_path))
     assert result.returncode == 2 and "no result store in" in result.stderr
+
+
+def test_run_takes_a_test_subset(monkeypatch):
+    import robench.pipeline as pipeline
+
+    seen = {}
+    monkeypatch.setattr(pipeline, "run_pipeline", lambda *args: seen.setdefault("args", args) and "index.html")
+    assert main(["run", "--num-samples", "50"]) == 0
+    assert seen["args"][0] == "digits" and seen["args"][-1] == 50
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["run", "--num-samples", "-1"])
+    assert exit_info.value.code == 2

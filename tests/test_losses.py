@@ -361,3 +361,15 @@ def test_cuda_graph_capture_forward_backward(name, bound):
         torch.testing.assert_close(
             z_static.grad.double().cpu(), z_ref.grad, rtol=1e-5, atol=1e-6
         )
+
+
+@pytest.mark.parametrize("z_y, sign", [(3.0, 1), (0.5, -1)])
+def test_one_to_n_ce_pulls_a_true_logit_above_delta_down(z_y, sign):
+    """Eq. 14 as written: above δ the positive term is the constant δ, so dL/dz_y is the
+    softmax weight of z_y in the denominator (> 0: gradient descent lowers a correct logit
+    towards δ); below δ it is that weight − 1 (< 0), as in cross entropy."""
+    logits = torch.tensor([[z_y, 0.0, 0.0]], requires_grad=True)  # one sample: no batch negatives
+    create_loss(LossSpec("1toN+ce", 1.0, "sym"))(logits, torch.tensor([0])).backward()
+    weight = math.exp(z_y) / (math.exp(z_y) + 2)
+    assert logits.grad[0, 0].item() == pytest.approx(weight if sign > 0 else weight - 1, rel=1e-6)
+    assert math.copysign(1, logits.grad[0, 0].item()) == sign

@@ -17,7 +17,7 @@ from robench.presets import presets_matching
 from robench.report import figures as figs
 from robench.report import tables as tab
 from robench.report import verdicts
-from robench.report.claim_data import configuration_of, independent_ce_attackers
+from robench.report.claim_data import configuration_of, independent_ce_attackers, zoo_attackers
 from robench.report.claims import CLAIMS
 from robench.report.content import Section, TableView
 from robench.report.gates import explained_flags, gates
@@ -333,9 +333,13 @@ def attack_section(ctx: Context, mode: str) -> Section:
                           f"{', '.join(attackers)} (black-box), vs ε: per seed the mean over these attackers, "
                           f"{SEED_BANDS} ({describe_rows(rows)}).")
     else:
+        attackers = zoo_attackers(ctx.evaluated)
+        rows = rows[~rows["defender"].isin(attackers)]
         title, caption = ("each member attacks itself",
                           f"Accuracy of each configuration under its own {_attack_names(rows)} (white-box), vs ε: "
-                          f"{SEED_BANDS} ({describe_rows(rows)}).")
+                          f"{SEED_BANDS} ({describe_rows(rows)})."
+                          + (f" The attackers' own white-box cells ({', '.join(attackers)}) are in the table only."
+                             if attackers else ""))
     if not rows.empty:
         fig = figs.attack_figure(ctx.with_configuration(rows, "defender"), title, ctx.palette, ctx.losses)
         section.figures.append(figs.save_figure(fig, ctx.figures_dir, mode, caption))

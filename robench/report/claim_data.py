@@ -70,19 +70,32 @@ class Units:
         return cls(values, configurations, members)
 
     def averaged(self, configurations: list[str]) -> tuple[pd.DataFrame, int]:
-        """The value of each of ``configurations`` in each unit (configuration × unit, NaN
-        where a configuration lacks the unit), averaged over the cells that all of them
-        have in all their units, and that number of cells."""
+        """The value of each of ``configurations`` in each unit that all of them have
+        (configuration × unit), averaged over the cells that all of them have in all those
+        units, and that number of cells."""
         mine = self.values[self.values.index.get_level_values("configuration").isin(configurations)]
+        units = mine.index.to_frame(index=False).groupby("unit")["configuration"].nunique()
+        shared = units.index[units == len(set(configurations))]
+        mine = mine[mine.index.get_level_values("unit").isin(shared)]
         common = mine.columns[mine.notna().all(axis=0)]
         return mine[common].mean(axis=1).unstack("unit"), len(common)
+
+
+def zoo_attackers(attacks: pd.DataFrame) -> list[str]:
+    """The members that serve as black-box attackers (:func:`independent_ce_attackers` of
+    the black-box records): not part of the replicated defender configurations, so their
+    own white-box cells stay out of claims and figures."""
+    return independent_ce_attackers(attacks[attacks["mode"] == "blackbox"]) if not attacks.empty else []
 
 
 def attack_units(attacks: pd.DataFrame, modes: tuple[str, ...], eps: float | None = None,
                  attack: str | None = None) -> Units:
     """The defenders' accuracies in ``modes`` at ε > 0 (or at ``eps`` only, of ``attack``
-    only), by configuration and seed; a cell is (mode, attacker, attack, ε)."""
+    only), by configuration and seed; a cell is (mode, attacker, attack, ε). The zoo's
+    attackers are no defenders here (:func:`zoo_attackers`)."""
     parts = []
+    if not attacks.empty:
+        attacks = attacks[~attacks["defender"].isin(zoo_attackers(attacks))]
     for mode in modes if not attacks.empty else ():
         rows = attacks[(attacks["mode"] == mode) & (attacks["eps"] > 0)]
         if mode == "blackbox":
