@@ -75,7 +75,7 @@ def test_paper_generalization_subsets_hold_at_least_one_image_per_class(dataset,
 def test_mnist_paper_preset_end_to_end(tmp_path, monkeypatch):
     write_idx_set(tmp_path / "data" / "MNIST" / "raw", gz=True, n_train=60, n_test=20)
     lrs = _lr_log(monkeypatch)
-    cards = train_zoo("mnist", "paper", ["ce", "hinge"], [0], _zoo(tmp_path, "mnist"), "cpu", tmp_path / "data")
+    cards = train_zoo("mnist", "paper", ["ce-s0", "hinge-d1-s0"], None, _zoo(tmp_path, "mnist"), "cpu", tmp_path / "data")
     by_loss = {c["loss"]["name"]: c for c in cards}
     assert by_loss["ce"]["epochs"] == 18 and by_loss["hinge"]["epochs"] == 30
     assert by_loss["ce"]["num_train"] == 54 and by_loss["ce"]["steps"] == 18  # batch = the 54 images
