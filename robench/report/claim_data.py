@@ -22,7 +22,8 @@ from robench.config import LossSpec
 from robench.zoo import configuration_name
 
 CE = "ce"
-UNIT_COLUMNS = ["configuration", "loss", "bound", "delta", "head", "unit", "cell", "accuracy", "member", "attacker"]
+UNIT_COLUMNS = ["configuration", "loss", "bound", "delta", "head", "unit", "cell", "accuracy", "member",
+                "attacker"]
 
 
 def configuration_of(loss: str, bound: str | None, delta: float | None, head: str) -> str:
