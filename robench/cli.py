@@ -134,8 +134,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     from robench.evaluate.evaluation import Evaluation
     from robench.report import write_report
 
-    _known_dataset(args.dataset)
-    results_dir = args.results_dir or Path("reports") / args.dataset / "results"
+    results_dir = _results_dir(args)  # checks the dataset too
     out = args.out or Path("reports") / args.dataset
     evaluation = Evaluation(args.run_id, args.attack_loss, args.backend, args.schedule, args.eval_precision,
                             args.num_samples)

@@ -32,8 +32,13 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float,
     mean = float(x.mean())
     if n == 1:
         return mean, math.nan, math.nan
-    half = float(scipy_stats.t.ppf((1 + level) / 2, n - 1)) * float(x.std(ddof=1)) / math.sqrt(n)
+    half = _t_half_width(float(x.std(ddof=1)), n, level)
     return mean, mean - half, mean + half
+
+
+def _t_half_width(sd: float, n: int, level: float) -> float:
+    """``t_{(1+level)/2, n−1} · sd / √n``."""
+    return float(scipy_stats.t.ppf((1 + level) / 2, n - 1)) * sd / math.sqrt(n)
 
 
 def paired_difference(
@@ -82,7 +87,7 @@ def t_interval(mean: float, sd: float, n: int, level: float) -> tuple[float, flo
     """``mean ± t_{(1+level)/2, n−1} · sd / √n``; NaNs without a spread."""
     if n < 2 or not sd > 0 or not 0 < level < 1:
         return math.nan, math.nan
-    half = float(scipy_stats.t.ppf((1 + level) / 2, n - 1)) * sd / math.sqrt(n)
+    half = _t_half_width(sd, n, level)
     return mean - half, mean + half
 
 

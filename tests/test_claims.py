@@ -154,7 +154,7 @@ def test_claims_by_eps_are_per_seed_means_at_one_attack_and_eps():
     """Claim 7 at IFGSM, ε = 0.2: per seed, the mean over that seed's one white-box and
     two black-box cells of ce-unit minus ce's; then the t-interval over the seeds."""
     attacks = attack_frame(_fixed)
-    row = claims_by_eps(attacks, {}).set_index(["claim", "attack", "eps"]).loc[("7", "ifgsm", 0.2)]
+    row = claims_by_eps(attacks).set_index(["claim", "attack", "eps"]).loc[("7", "ifgsm", 0.2)]
     cells = attacks[(attacks["attack"] == "ifgsm") & (attacks["eps"] == 0.2)]
     value = cells.assign(configuration=cells["defender"].str.rsplit("-s", n=1).str[0]).groupby(
         ["configuration", "defender_seed"])["accuracy"].mean()

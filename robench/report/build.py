@@ -126,13 +126,14 @@ def claims_section(ctx: Context) -> tuple[Section, pd.DataFrame]:
         "verdict": frame["verdict"], "reason": frame["reason"],
     })
     tab.write_table(ctx.tables_dir, "claims", frame, shown)
-    by_eps = verdicts.claims_by_eps(ctx.evaluated, res.experiments)
-    tab.write_table(ctx.tables_dir, "claims_by_eps", by_eps, tab.claims_by_eps_display(by_eps))
+    by_eps = verdicts.claims_by_eps(ctx.evaluated)
+    by_eps_shown = tab.claims_by_eps_display(by_eps)
+    tab.write_table(ctx.tables_dir, "claims_by_eps", by_eps, by_eps_shown)
     section = Section("claims", "Claims of the paper", tables=[
         TableView("claims", "Claims: treatment − reference accuracy, paired by seed (attacks) or repeat "
                             "(experiments)", shown, CLAIMS_NOTE),
         TableView("claims_by_eps", "Attack claims per attack and ε (95 % t-intervals over seeds, not adjusted)",
-                  tab.claims_by_eps_display(by_eps), collapsed=True)])
+                  by_eps_shown, collapsed=True)])
     section.paragraphs = list(CLAIMS_TEXT)
     section.bullets = [f"({c.key}) {c.statement} — {c.data}: {c.definition}." for c in CLAIMS]
     section.notes += [f"Explained flag {flag} ({scope}): {reason}" for (flag, scope), reason in explained.items()]

@@ -133,9 +133,9 @@ def claim_sample(claim: Claim, units: Units) -> Sample:
     treated = list(configurations.index[claim.treatment.selects(configurations)])
     referred = configurations[claim.reference.selects(configurations)]
     unit_counts = units.values.index.to_frame(index=False).groupby("configuration")["unit"].nunique()
-    empty = Sample(pd.Series(dtype=float), int(unit_counts.reindex(treated).max(skipna=True) or 0)
-                   if treated else 0, int(unit_counts.reindex(referred.index).max(skipna=True) or 0)
-                   if len(referred) else 0, frozenset())
+    most_units = {side: int(unit_counts[list(names)].max()) if len(names) else 0
+                  for side, names in (("treatment", treated), ("reference", referred.index))}
+    empty = Sample(pd.Series(dtype=float), most_units["treatment"], most_units["reference"], frozenset())
     if not treated or referred.empty:
         empty.missing = f"no {claim.treatment.label} or no {claim.reference.label} members in the {claim.data}"
         return empty

@@ -26,6 +26,7 @@ from typing import Mapping
 
 import pandas as pd
 
+from robench.report.claim_data import Units
 from robench.report.claims import CLAIMS, Claim, Sample, claim_sample, units_of
 from robench.stats import detectable_effect, holm, one_sample_t, t_interval
 
@@ -57,7 +58,7 @@ def _missing(claim: Claim, attacks: pd.DataFrame, experiments: dict[str, pd.Data
 
 
 def _sample(claim: Claim, attacks: pd.DataFrame, experiments: dict[str, pd.DataFrame], dataset: str,
-            stored: set[str], units: dict[tuple, pd.DataFrame]) -> Sample:
+            stored: set[str], units: dict[tuple, Units]) -> Sample:
     """The claim's sample; ``units`` caches the units of each source and modes."""
     missing = _missing(claim, attacks, experiments, dataset, stored)
     if missing:
@@ -130,7 +131,7 @@ def _verdict(r, gates: Mapping[str, list[str]], m: int) -> tuple[str, str]:
     return INCONCLUSIVE, f"Holm-adjusted p = {r.p_holm:.3g} ≥ {ALPHA}{detectable}"
 
 
-def claims_by_eps(attacks: pd.DataFrame, experiments: dict[str, pd.DataFrame]) -> pd.DataFrame:
+def claims_by_eps(attacks: pd.DataFrame) -> pd.DataFrame:
     """Each attack claim per attack and ε: the mean paired difference over units and its
     95 % t-interval, not adjusted for multiplicity (a breakdown, not a test)."""
     rows = []
@@ -139,7 +140,7 @@ def claims_by_eps(attacks: pd.DataFrame, experiments: dict[str, pd.DataFrame]) -
     for claim in (c for c in CLAIMS if c.source == "attacks"):
         for attack in sorted(attacks["attack"].unique()):
             for eps in sorted(e for e in attacks["eps"].unique() if e > 0):
-                sample = claim_sample(claim, units_of(claim, attacks, experiments, eps=eps, attack=attack))
+                sample = claim_sample(claim, units_of(claim, attacks, {}, eps=eps, attack=attack))
                 n = len(sample.differences)
                 if not n:
                     continue
