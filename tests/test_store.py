@@ -114,7 +114,7 @@ def test_legacy_csv_files_are_refused_until_migrated(tmp_path):
 def _writer(results_dir: str, writer: int, batches: int, size: int, barrier) -> None:
     store = ResultStore(Path(results_dir))
     for batch in range(batches):
-        barrier.wait()  # both writers start each batch together, so their transactions contend
+        barrier.wait(timeout=120)  # both start each batch together, so their transactions contend
         store.append(_batch(writer, batch, size) + [attack_record("a", "shared", eps=batch * 1e-3)])
     store.close()
 
@@ -126,12 +126,16 @@ def test_two_processes_writing_one_folder_keep_every_row(tmp_path):
     batches, size = 20, 50
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(2)
-    workers = [context.Process(target=_writer, args=(str(tmp_path), w, batches, size, barrier)) for w in (0, 1)]
+    workers = [context.Process(target=_writer, args=(str(tmp_path), w, batches, size, barrier), daemon=True)
+               for w in (0, 1)]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join(timeout=300)
-        assert worker.exitcode == 0
+    for worker in workers:  # a writer that failed breaks the other's barrier; none is left running
+        if worker.is_alive():
+            worker.kill()
+    assert [worker.exitcode for worker in workers] == [0, 0]
     stored = ResultStore(tmp_path).records(AttackRecord)
     expected = [r.cell for w in (0, 1) for b in range(batches) for r in _batch(w, b, size)]
     assert sorted(r.cell for r in stored if r.defender != "shared") == sorted(expected)
@@ -140,6 +144,36 @@ def test_two_processes_writing_one_folder_keep_every_row(tmp_path):
     switches = sum(a != b for a, b in zip(order, order[1:]))
     assert switches >= batches  # the writers' batches interleave ...
     assert all(len(set(order[i:i + size])) == 1 for i in range(0, len(order), size))  # ... each batch whole
+
+
+def _creator(root: str, writer: int, folders: int, barrier) -> None:
+    for folder in range(folders):
+        barrier.wait(timeout=120)  # every process opens the not yet existing store at once
+        with ResultStore(Path(root) / str(folder)) as store:
+            store.append([attack_record("a", f"w{writer}")])
+
+
+def test_processes_creating_one_store_at_once_all_write(tmp_path):
+    """Four processes create the same folder's store at the same moment, twenty times:
+    each store appears whole (one schema, no leftover drafts) and keeps every process's row."""
+    processes, folders = 4, 20
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(processes)
+    workers = [context.Process(target=_creator, args=(str(tmp_path), w, folders, barrier), daemon=True)
+               for w in range(processes)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=300)
+    for worker in workers:
+        if worker.is_alive():
+            worker.kill()
+    assert [worker.exitcode for worker in workers] == [0] * processes
+    for folder in range(folders):
+        stored = ResultStore(tmp_path / str(folder)).records(AttackRecord)
+        assert sorted(r.defender for r in stored) == [f"w{w}" for w in range(processes)]
+        assert sorted(p.name for p in (tmp_path / str(folder)).iterdir()
+                      if not p.name.startswith("results.sqlite")) == []
 
 
 # ---------------------------------------------------------------- kill -9
@@ -231,8 +265,5 @@ def test_kill_9_at_random_moments_never_tears_a_batch(tmp_path):
 def _count(results: Path) -> int:
     if not (results / "results.sqlite").exists():
         return 0
-    with sqlite3.connect(results / "results.sqlite", timeout=60) as connection:
-        try:
-            return connection.execute("SELECT count(*) FROM attacks").fetchone()[0]
-        except sqlite3.OperationalError:  # the tables are being created
-            return 0
+    with sqlite3.connect(results / "results.sqlite", timeout=60) as connection:  # it appears whole
+        return connection.execute("SELECT count(*) FROM attacks").fetchone()[0]

@@ -22,7 +22,9 @@ A folder that still holds the CSV files of robench before the store is refused u
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import uuid
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -90,13 +92,12 @@ class ResultStore:
     def _connect(self, create: bool) -> sqlite3.Connection | None:
         if self._connection is not None:
             return self._connection
-        if not create and not self.exists:
-            return None
-        if create:
-            self.results_dir.mkdir(parents=True, exist_ok=True)
+        if not self.exists:
+            if not create:
+                return None
+            self._create()
         try:
             connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-            connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = NORMAL")
             self._check_schema(connection)
         except sqlite3.DatabaseError as exc:
@@ -105,25 +106,38 @@ class ResultStore:
         self._connection = connection
         return connection
 
-    def _check_schema(self, connection: sqlite3.Connection) -> None:
-        version = connection.execute("PRAGMA user_version").fetchone()[0]
-        tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if version == 0 and not tables:
-            connection.execute("BEGIN IMMEDIATE")
+    def _create(self) -> None:
+        """Build an empty store (WAL mode, every table, the schema version) in a private
+        file and link it into place, so no process ever opens a half-made database; of
+        two processes creating one folder's store at once, the first link wins and the
+        other's file is dropped."""
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        draft = self.results_dir / f".{DATABASE}.{os.getpid()}.{uuid.uuid4().hex}.new"
+        try:
+            connection = sqlite3.connect(draft, isolation_level=None)
             try:
+                connection.execute("PRAGMA journal_mode = WAL")
+                connection.execute("BEGIN IMMEDIATE")
                 for cls in (*RECORD_TYPES, RunRecord):
                     for statement in _table_sql(cls):
                         connection.execute(statement)
                 connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 connection.execute("COMMIT")
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            return
+            finally:
+                connection.close()
+            try:
+                os.link(draft, self.path)
+            except FileExistsError:
+                pass
+        finally:
+            draft.unlink(missing_ok=True)
+
+    def _check_schema(self, connection: sqlite3.Connection) -> None:
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
         if version == SCHEMA_VERSION:
             return
         if version == 0:
-            raise sqlite3.DatabaseError("a database with tables but no robench schema version")
+            raise sqlite3.DatabaseError("a database without a robench schema version")
         if version > SCHEMA_VERSION:
             raise UserError(f"{self.path} has result schema {version}, newer than this robench's "
                             f"{SCHEMA_VERSION}; upgrade robench")
