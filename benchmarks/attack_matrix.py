@@ -61,7 +61,7 @@ import torch
 from torch import nn
 
 from benchmarks.common import MNIST_MEAN, MNIST_SHAPE, MNIST_STD, NUM_CLASSES, ratio, synthetic_uint8, timed
-from robench.attacks.base import KURAKIN_STEP_SIZE, kurakin_steps
+from robench.attacks.ifgsm import KURAKIN_STEP_SIZE, kurakin_steps
 from robench.data.base import Split, make_dataset
 from robench.evaluate import attack_runner
 from robench.evaluate.attack_runner import EPS_GRIDS, AttackPlan, run_attack_plan

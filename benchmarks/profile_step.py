@@ -12,7 +12,7 @@ It then prints two timings, each as wall time per step and host time per step (t
 time the Python loop takes to return, before the device is synchronised):
 
 * the input gradient alone, as profiled;
-* the engine's whole IFGSM step (``GradientSignAttack._steps``: gradient sign, step
+* the engine's whole IFGSM step (``GradientDescent.steps_in_place``: gradient sign, step
   and clamp to the ε-bounds, in place), ε = 0.3 and Kurakin's α.
 
 On CUDA a host time close to the wall time means the step is bound by launching its
@@ -38,7 +38,8 @@ import torch
 
 from benchmarks.common import CIFAR_MEAN, CIFAR_SHAPE, CIFAR_STD, MNIST_MEAN, MNIST_SHAPE, MNIST_STD
 from robench.attacks import create_attack
-from robench.attacks.base import KURAKIN_STEP_SIZE, _bounds, _column
+from robench.attacks.norms import column
+from robench.attacks.ifgsm import KURAKIN_STEP_SIZE
 from robench.device import PRECISION_CHOICES, resolve_device, resolve_precision
 from robench.models import create_model
 from robench.models.fast import with_fast_kernels
@@ -74,15 +75,15 @@ def main(argv: list[str] | None = None) -> None:
     y = torch.randint(0, 10, (args.batch,), device=device)  # (B,)
     attack = create_attack("ifgsm", precision=args.precision)
 
-    lo, hi = _bounds(x, _column([0.3] * args.batch, x))  # (B, C, H, W)
-    alpha = _column([KURAKIN_STEP_SIZE] * args.batch, x)  # (B, 1, 1, 1)
+    ball = attack.norm.ball(x, [0.3] * args.batch)  # bounds (B, C, H, W)
+    alpha = column([KURAKIN_STEP_SIZE] * args.batch, x)  # (B, 1, 1, 1)
     x_adv = x.clone()
 
     gradients = _gradient_signs(attack, model, x, y)
 
     def engine_steps(count: int) -> None:
         with attack._attacking(model):
-            attack._steps(model, x_adv, y, alpha, lo, hi, [args.batch] * count)
+            attack.steps_in_place(model, x_adv, y, alpha, ball, [args.batch] * count)
 
     gradients(3)  # warm-up
     engine_steps(3)
@@ -117,7 +118,7 @@ def _gradient_signs(attack, model: torch.nn.Module, x: torch.Tensor, y: torch.Te
     (B,), as the attack takes them."""
     def run(count: int) -> None:
         for _ in range(count):
-            attack._grad_sign(model, x, y)
+            attack.direction(model, x, y)
 
     return run
 

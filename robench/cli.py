@@ -105,13 +105,17 @@ def cmd_attack(args: argparse.Namespace) -> None:
     plan = AttackPlan(
         mode="whitebox" if args.whitebox else "blackbox",
         attacks=args.attacks,
-        eps=parse_eps(args.eps) if args.eps else None,
+        eps=parse_eps(args.eps) if args.eps is not None else None,
         attacker=args.attacker,
         defenders=args.defenders,
         attack_loss=args.attack_loss,
         backend=args.backend,
         steps=args.steps,
         step_size=args.step_size,
+        restarts=args.restarts,
+        queries=args.queries,
+        targets=args.targets,
+        attack_seed=args.attack_seed,
         num_samples=args.num_samples,
         chunk_size=args.batch_size,
         force=args.force,
@@ -253,19 +257,31 @@ def build_parser() -> argparse.ArgumentParser:
     zl.add_argument("--dataset", help="only this dataset")
     zl.set_defaults(func=cmd_zoo_list)
 
-    at = sub.add_parser("attack", help="FGSM / IFGSM ε sweeps: white-box runs or attacker × defender matrices")
+    at = sub.add_parser("attack", help="ε sweeps of FGSM, IFGSM, PGD, APGD, Square and the worst case: white-box "
+                                       "runs or attacker × defender matrices")
     mode = at.add_mutually_exclusive_group(required=True)
     mode.add_argument("--whitebox", action="store_true", help="each member attacks itself")
     mode.add_argument("--blackbox", action="store_true", help="transfer attacks from --attacker")
     _common(at)
-    at.add_argument("--attacks", type=_csv, default=["fgsm", "ifgsm"], help="comma-separated: fgsm,ifgsm")
-    at.add_argument("--eps", help="comma-separated ε in [0, 1] (fractions like 8/255 allowed); default: the dataset's grid")
+    at.add_argument("--attacks", type=_csv, default=["fgsm", "ifgsm"],
+                    help="comma-separated (default fgsm,ifgsm, the paper's): fgsm, ifgsm, pgd, apgd-ce, apgd-dlr, "
+                         "apgd-t, square; L2: fgm, pgd-l2, apgd-ce-l2, apgd-dlr-l2, apgd-t-l2; per-sample worst "
+                         "case: worst, aa, worst-l2 (white-box)")
+    at.add_argument("--eps", help="comma-separated ε (fractions like 8/255 allowed): in [0, 1] for L∞; "
+                                  "default: the dataset's grid of the attacks' norm")
     at.add_argument("--attacker", help="black-box attacker member, or 'all' for the full matrix (default: the ce member of the other seed)")
     at.add_argument("--defenders", type=_csv, help="comma-separated members (default: the whole zoo)")
     at.add_argument("--attack-loss", default="ce", help="ce | cw | model (default ce, the paper's)")
     at.add_argument("--backend", default="native", help="native | torchattacks | art")
-    at.add_argument("--steps", type=_int_at_least(1), help="IFGSM steps (default: Kurakin's rule; FGSM is one step)")
-    at.add_argument("--step-size", type=_step_size, help="IFGSM step size in (0, 1], e.g. 2/255 (default 1/255)")
+    at.add_argument("--steps", type=_int_at_least(1),
+                    help="steps of IFGSM (default Kurakin's rule), PGD and APGD (default 100) and the ensembles' PGD/APGD")
+    at.add_argument("--step-size", type=_step_size,
+                    help="step size of IFGSM (default 1/255) and PGD (default 2.5 ε / steps), e.g. 2/255")
+    at.add_argument("--restarts", type=_int_at_least(1), help="restarts of PGD, APGD and Square (default 1)")
+    at.add_argument("--queries", type=_int_at_least(1), help="Square's query budget (default 5000)")
+    at.add_argument("--targets", type=_int_at_least(1), help="APGD-T's target classes (default 9, at most K - 1)")
+    at.add_argument("--attack-seed", type=_int_at_least(0),
+                    help="seed of the random attacks (PGD, APGD, Square; default 0), recorded in each row")
     at.add_argument("--num-samples", type=_int_at_least(0), default=0, help="first N test samples (default: all)")
     at.add_argument("--batch-size", type=_int_at_least(1), default=0,
                     help="test samples attacked together (default 256 on CPU, 4096 on CUDA)")

@@ -1,6 +1,6 @@
 """``robench run``: the whole pipeline for one dataset — train the zoo, white-box and
-black-box attacks, both experiments, the report, and CSV exports of the result store
-beside it. Every stage skips what is already on disk, so a killed run resumes where it
+black-box attacks, the white-box worst case with its convergence check, both
+experiments, the report, and CSV exports of the result store beside it. Every stage skips what is already on disk, so a killed run resumes where it
 stopped when the same command is run again."""
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ log = logging.getLogger(__name__)
 
 # Black-box: the zoo's attackers (CE members with seeds of their own) against its defenders;
 # white-box: every member against itself. `robench attack --blackbox --attacker all` adds the full matrix.
-STAGES = ("train zoo", "black-box attacks", "white-box attacks", "generalization", "noise", "report", "export")
+# Worst case: the `worst` ensemble on every member; its convergence check runs it again with twice the
+# steps at the dataset's checked ε on the first seed of each defender configuration.
+STAGES = ("train zoo", "black-box attacks", "white-box attacks", "worst-case attacks", "convergence check",
+          "generalization", "noise", "report", "export")
 
 
 def run_pipeline(
@@ -31,7 +34,8 @@ def run_pipeline(
     """Run every stage for ``dataset``; returns the report's ``index.html``.
     ``num_samples`` > 0 attacks the first that many test images only (the report says so)."""
     from robench.device import resolve_device, resolve_precision
-    from robench.evaluate.attack_runner import AttackPlan, run_attacks
+    from robench.attacks.ensemble import QUICK_STEPS
+    from robench.evaluate.attack_runner import CHECKED_EPS, AttackPlan, run_attacks
     from robench.evaluate.evaluation import Evaluation
     from robench.experiments import run_generalization, run_noise
     from robench.report import write_report
@@ -49,6 +53,13 @@ def run_pipeline(
                                                  results, device, data_root),
         "white-box attacks": lambda: run_attacks(dataset, AttackPlan("whitebox", num_samples=num_samples), zoo_dir,
                                                  results, device, data_root),
+        "worst-case attacks": lambda: run_attacks(dataset, AttackPlan("whitebox", attacks=("worst",),
+                                                                      num_samples=num_samples), zoo_dir, results,
+                                                  device, data_root),
+        "convergence check": lambda: run_attacks(dataset, AttackPlan(
+            "whitebox", attacks=("worst",), eps=(CHECKED_EPS[dataset],), steps=2 * QUICK_STEPS,
+            defenders=_first_seeds(dataset, zoo_dir, preset), num_samples=num_samples), zoo_dir, results, device,
+            data_root),
         "generalization": lambda: run_generalization(dataset, preset, None, zoo_dir, results, device, data_root),
         "noise": lambda: run_noise(dataset, preset, None, zoo_dir, results, device, data_root),
         "report": lambda: write_report(dataset, results, zoo_dir, out, None, data_root, evaluation=evaluation),
@@ -64,6 +75,17 @@ def run_pipeline(
             log.info("%s done in %.1f s", name, time.perf_counter() - start)
             bar.update(1)
     return Path(index)
+
+
+def _first_seeds(dataset: str, zoo_dir: Path, preset: str) -> list[str]:
+    """The first seed's member of each defender configuration of the zoo."""
+    from robench.zoo import load_definition
+
+    first: dict[tuple, str] = {}
+    for member in load_definition(dataset, zoo_dir, preset):
+        if member.role == "defender":
+            first.setdefault((member.loss, member.head), member.name)
+    return list(first.values())
 
 
 def _export_csv(results_dir: Path) -> list[Path]:

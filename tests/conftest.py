@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from robench.data import load_dataset
 from robench.presets import train_spec, with_overrides
@@ -44,3 +46,53 @@ def digits_zoo(tmp_path_factory, digits) -> Path:
         assert card["clean_test_accuracy"] > 0.85, card["name"]
     torch.set_num_threads(threads)
     return zoo_dir
+
+
+@pytest.fixture(scope="session")
+def sklearn_digits():
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    x = torch.tensor(data.data / 16.0, dtype=torch.float32).view(-1, 1, 8, 8)  # (N, 1, 8, 8)
+    y = torch.tensor(data.target, dtype=torch.long)  # (N,)
+    return x, y
+
+
+def digits_cnn() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 8 * 8, 10)
+    )
+
+
+def fit_adam(model: nn.Module, batches, lr: float) -> nn.Module:
+    """``model`` trained with Adam on cross entropy over the (x, y) ``batches``, returned
+    in eval mode with no parameter gradients left."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    for xb, yb in batches:
+        loss = F.cross_entropy(model(xb), yb)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    for p in model.parameters():
+        p.grad = None
+    return model
+
+
+@pytest.fixture(scope="session")
+def trained(sklearn_digits):
+    """(model, x_test (300, 1, 8, 8), y_test (300,)): an accurate (>0.9) digits classifier,
+    trained with one thread (the attack tests run on it)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    x, y = sklearn_digits
+    x_train, y_train, x_test, y_test = x[:-300], y[:-300], x[-300:], y[-300:]
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    draws = (torch.randint(0, len(x_train), (128,), generator=gen) for _ in range(250))
+    model = fit_adam(digits_cnn(), ((x_train[idx], y_train[idx]) for idx in draws), lr=1e-2)
+    with torch.no_grad():
+        acc = (model(x_test).argmax(1) == y_test).float().mean().item()
+    assert acc > 0.9, acc
+    torch.set_num_threads(threads)
+    return model, x_test, y_test

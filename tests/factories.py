@@ -13,7 +13,8 @@ def attack_record(attacker: str = "a", defender: str = "a", attack: str = "fgsm"
                   **fields: Any) -> AttackRecord:
     """A native CE attack record of ``defender`` under ``attacker``'s ``attack`` at ``eps``
     (white-box when they are the same member), on its attack's own schedule."""
-    steps, step_size = create_attack(attack).schedule(eps)
+    budget = create_attack(attack.partition("@")[0]).budget(eps)  # an ensemble's stage: the ensemble's
+    steps, step_size = budget.steps, budget.step_size
     values = dict(
         run_id="r0", dataset="digits", mode=mode or ("whitebox" if attacker == defender else "blackbox"),
         attacker=attacker, attacker_sha256=f"{attacker}-sha", attacker_loss="ce", attacker_seed=1,

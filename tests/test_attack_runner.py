@@ -124,7 +124,8 @@ def test_flags_judge_only_rows_on_the_zoo_weights_now(digits_zoo, tmp_path):
 
 def test_parse_eps():
     assert parse_eps("0.1,0,8/255") == [0.0, 8 / 255, 0.1]
-    for bad, message in (("-0.1", "eps"), ("1.5", "eps"), ("abc", "not a number"), ("", "no epsilon")):
+    assert parse_eps("1.5") == [1.5]  # an L2 budget; each attack checks its norm's range
+    for bad, message in (("-0.1", "eps"), ("nan", "eps"), ("inf", "eps"), ("abc", "not a number"), ("", "no epsilon")):
         with pytest.raises(UserError, match=message):
             parse_eps(bad)
 
@@ -136,11 +137,16 @@ def test_parse_eps():
         (["--eps", "2"], "2"),
         (["--eps", "x"], "'x' is not a number"),
         (["--defenders", "nobody"], "unknown defender 'nobody'"),
-        (["--attacks", "pgd"], "unknown attack 'pgd'"),
+        (["--attacks", "cw"], "unknown attack 'cw'"),
+        (["--eps="], "no epsilon given"),
+        (["--attacks", "fgsm", "--queries", "5"], "no attack of --attacks fgsm takes --queries"),
+        (["--attacks", "pgd,fgm"], "mixes the norms"),
+        (["--attacks", "apgd-dlr", "--attack-loss", "cw"], "ascends its own dlr loss"),
+        (["--attacks", "fgm", "--eps", "9"], "eps must be in [0, 8]"),
         (["--attack-loss", "mse"], "unknown attack loss 'mse'"),
         (["--backend", "foolbox"], "unknown attack backend 'foolbox'"),
         (["--steps", "0"], "--steps"),
-        (["--attacks", "fgsm", "--steps", "5"], "--steps/--step-size set IFGSM's schedule"),
+        (["--attacks", "fgsm", "--steps", "5"], "no attack of --attacks fgsm takes --steps"),
     ],
 )
 def test_cli_user_errors(digits_zoo, tmp_path, args, message):
@@ -264,3 +270,41 @@ def test_records_name_their_run(matrix):
     config = json.loads(run["config"])
     assert (config["kind"], config["mode"], config["attacker"], config["eps"], config["num_samples"]) == (
         "attack", "blackbox", "all", list(EPS), N)
+
+
+def test_worst_case_records_the_ensemble_and_each_members_stage(digits_zoo, tmp_path):
+    """White-box ``worst``: one record per ε with its budget and seed, one per member
+    but the last (the robust accuracy after it, never rising along the ensemble), the
+    ensemble at most the paper's attacks, and its masking flags computed."""
+    eps = (0.0, 0.1, 0.2)
+    plan = AttackPlan("whitebox", attacks=("fgsm", "ifgsm", "worst"), eps=eps, defenders=("ce-s0",), num_samples=60,
+                      steps=5, queries=30, targets=2)
+    rows, flags = run_attacks("digits", plan, digits_zoo, tmp_path, "cpu")
+    rows = [r for r in rows if r.mode == "whitebox"]
+    worst = {r.eps: r for r in rows if r.attack == "worst"}
+    assert {(r.steps, r.restarts, r.queries, r.attack_seed, r.schedule) for r in worst.values()} == {
+        (5, 1, 30, 0, "steps 5, step default, queries 30, targets 2")}
+    stages = ["fgsm", "ifgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t"]
+    for e in eps:
+        after = [next(r.correct for r in rows if r.attack == f"worst@{m}" and r.eps == e) for m in stages]
+        assert after == sorted(after, reverse=True) and after[-1] >= worst[e].correct
+        paper = min(r.correct for r in rows if r.attack in ("fgsm", "ifgsm") and r.eps == e)
+        assert worst[e].correct <= after[1] <= paper  # the paper's attacks run first, per sample
+    assert worst[0.0].correct == worst[0.0].clean_correct
+    names = {f.flag for f in flags}
+    assert {"gradient_free_not_stronger", "ce_dlr_gap", "gradient_saturation"} <= names
+
+
+def test_worst_case_is_white_box_only(digits_zoo, tmp_path):
+    with pytest.raises(UserError, match="run it with --whitebox"):
+        run_attacks("digits", AttackPlan("blackbox", attacks=("worst",), eps=(0.1,), num_samples=10), digits_zoo,
+                    tmp_path, "cpu")
+    assert not (tmp_path / "results.sqlite").exists()
+
+
+def test_l2_attacks_take_the_l2_grid_and_record_their_norm(digits_zoo, tmp_path):
+    plan = AttackPlan("whitebox", attacks=("fgm",), defenders=("ce-s0",), num_samples=20)
+    rows, _ = run_attacks("digits", plan, digits_zoo, tmp_path, "cpu")
+    whitebox = [r for r in rows if r.mode == "whitebox"]
+    assert sorted(r.eps for r in whitebox) == [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5]
+    assert {r.norm for r in whitebox} == {"l2"}

@@ -1,8 +1,9 @@
 """White-box runs and attacker × defender (black-box, transfer) matrices over ε sweeps.
 
 Each (attacker, attack, ε) adversarial batch is crafted once and every defender is
-evaluated on it; the FGSM sweep reuses one gradient sign for every ε and the IFGSM
-sweep stacks the ε values into one batch (:meth:`GradientSignAttack.sweep`). The test
+evaluated on it; an attack's ε-sweep takes the cheapest strategy its properties allow
+(:mod:`robench.attacks.sweeps`: FGSM shares one gradient, IFGSM shares prefixes, the
+worst-case ensembles attack each ε only on the survivors of the smaller ones). The test
 set is processed in chunks, so memory stays bounded, and correct counts stay on the
 device until a cell is finished.
 
@@ -23,14 +24,16 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from robench.attacks import create_attack
-from robench.attacks.backends import backend_names, craft
-from robench.attacks.base import ATTACKS, GradientSignAttack, check_eps
+from robench.attacks import ATTACKS, Attack, create_attack
+from robench.attacks.backends import backend_names, peer_attack
+from robench.attacks.checks import check_eps
+from robench.attacks.norms import get_norm
 from robench.device import resolve_precision
 from robench.errors import UserError
 from robench.evaluate.current import current_attack_records
 from robench.evaluate.members import LoadedMember, default_attackers, load_members
-from robench.evaluate.schedule import override_label
+from robench.evaluate.schedule import options_label
+from robench.evaluate.masking import SATURATION_LOSSES, saturation_flag, zero_gradient_fraction
 from robench.evaluate.validity import compute_flags
 from robench.losses import create_loss
 from robench.models.fast import with_fast_kernels
@@ -46,6 +49,19 @@ EPS_GRIDS = {
     "fashion-mnist": tuple(round(0.05 * i, 2) for i in range(7)),
     "cifar10": tuple(2 * i / 255 for i in range(9)),
     "imagenet32": tuple(2 * i / 255 for i in range(9)),
+}
+# The ε at which the pipeline's convergence check doubles the worst case's steps: on the
+# quick zoos, where the paper's attacks leave accuracy in the middle of its range.
+CHECKED_EPS = {"digits": 0.1, "mnist": 0.15, "fashion-mnist": 0.1, "cifar10": 4 / 255, "imagenet32": 4 / 255}
+# L2 budgets: 0 to 3 on the 28×28 grey images (Madry et al.'s MNIST L2 range), 0 to 1.5 on
+# the 8×8 digits (an image of 64 pixels has √(64/784) ≈ 0.29 of MNIST's diameter), 0 to 1
+# on 32×32 colour images (RobustBench's CIFAR-10 L2 ε = 0.5 in the middle).
+EPS_GRIDS_L2 = {
+    "digits": tuple(round(0.25 * i, 2) for i in range(7)),
+    "mnist": tuple(round(0.5 * i, 2) for i in range(7)),
+    "fashion-mnist": tuple(round(0.5 * i, 2) for i in range(7)),
+    "cifar10": tuple(round(0.125 * i, 3) for i in range(9)),
+    "imagenet32": tuple(round(0.125 * i, 3) for i in range(9)),
 }
 MODES = ("whitebox", "blackbox")
 # Test samples attacked together. On a CPU, input gradients of mnist-cnn cost least per
@@ -69,6 +85,10 @@ class AttackPlan:
     backend: str = "native"
     steps: int | None = None
     step_size: float | None = None
+    restarts: int | None = None
+    queries: int | None = None
+    targets: int | None = None
+    attack_seed: int | None = None  # seed of the random attacks (None: 0)
     num_samples: int = 0  # 0: the whole test set
     chunk_size: int = 0  # test samples per chunk; 0: DEFAULT_CHUNK of the device
     precision: str = "auto"  # of the native attacks' model passes (robench.device.resolve_precision)
@@ -76,7 +96,8 @@ class AttackPlan:
 
 
 def parse_eps(text: str) -> list[float]:
-    """``"0,0.05,8/255"`` → floats; each must be a number in [0, 1]."""
+    """``"0,0.05,8/255"`` → floats, each a finite number >= 0 (each attack checks its own
+    norm's range: [0, 1] for L∞)."""
     values = []
     for part in (p.strip() for p in text.split(",") if p.strip()):
         try:
@@ -84,7 +105,7 @@ def parse_eps(text: str) -> list[float]:
             value = float(num) / float(den) if den else float(num)
         except (ValueError, ZeroDivisionError):
             raise UserError(f"epsilon {part!r} is not a number; give values in [0, 1] like 0,0.1 or 8/255") from None
-        values.append(check_eps(value))
+        values.append(check_eps(value, upper=float("inf")))
     if not values:
         raise UserError("no epsilon given; give values in [0, 1] like 0,0.1,0.2")
     return sorted(set(values))
@@ -118,7 +139,7 @@ def _pairs(plan: AttackPlan, members: list[LoadedMember]) -> list[tuple[LoadedMe
 
 
 def _record(plan, run_id, dataset, attacker, defender, attack, eps, n, correct, clean) -> AttackRecord:
-    steps, step_size = attack.schedule(eps)
+    budget = attack.budget(eps)
     d_loss = defender.card["loss"]
     return AttackRecord(
         run_id=run_id,
@@ -138,12 +159,16 @@ def _record(plan, run_id, dataset, attacker, defender, attack, eps, n, correct, 
         split_hash=dataset.split_hash,
         num_classes=dataset.num_classes,
         attack=attack.name,
-        attack_loss=plan.attack_loss,
+        attack_loss=attack.loss.name,
         backend=plan.backend,
+        norm=attack.norm.name,
         eps=eps,
-        steps=steps,
-        step_size=step_size,
-        schedule=override_label(attack.steps, attack.step_size),
+        steps=budget.steps,
+        step_size=budget.step_size,
+        schedule=options_label(_options_for(plan, attack.name)),
+        restarts=budget.restarts,
+        queries=budget.queries,
+        attack_seed=budget.seed,
         n=n,
         precision=_precision(plan, attacker),
         # how many samples an attack loss that couples them (``model``) couples at once
@@ -162,14 +187,6 @@ def _precision(plan: AttackPlan, attacker: LoadedMember) -> str:
     return resolve_precision(plan.precision, next(attacker.model.parameters()).device)
 
 
-def _craft_sweep(plan, attack, attacker, x, y, eps_values) -> list[torch.Tensor]:
-    """One adversarial batch per ε, from the native sweep or a peer backend."""
-    if plan.backend == "native":
-        return attack.sweep(attacker.model, x, y, eps_values)
-    return [craft(plan.backend, attack.name, attacker.model, x, y, e, attack.steps, attack.step_size,
-                  plan.attack_loss) for e in eps_values]  # the attack's overrides: none for FGSM
-
-
 @torch.no_grad()
 def _count_correct(model, x, y) -> torch.Tensor:
     return (model(x).argmax(dim=1) == y).sum()
@@ -182,14 +199,22 @@ def _attack_cell_block(plan, run_id, dataset, attacker, defenders, attack, eps_v
     A defender's clean count on a chunk does not depend on the attacker: it comes from
     ``clean_cache`` {(defender sha256, chunk start): count} after its first evaluation.
     An adversarial batch bit-identical to the clean one (ε = 0) reuses that count.
+    A worst-case ensemble (white-box) adds one record per member but the last, attack
+    ``<ensemble>@<member>``: the robust accuracy after the members up to that one.
     """
     n = len(y_all)
     correct = torch.zeros(len(eps_values), len(defenders), dtype=torch.long, device=y_all.device)
     clean = torch.zeros(len(defenders), dtype=torch.long, device=y_all.device)
+    stages = attack.stage_names() if attack.nested_eps else []
+    robust_after: dict[tuple[float, int], int] = {}
     for start in range(0, n, plan.chunk_size):
         x = dataset.to_float(x_all[start : start + plan.chunk_size])  # (b, C, H, W) in [0, 1]
         y = y_all[start : start + plan.chunk_size]  # (b,)
-        adversarials = _craft_sweep(plan, attack, attacker, x, y, eps_values)
+        if stages:
+            attack.robust_after = {}
+        adversarials = attack.sweep(attacker.model, x, y, eps_values)
+        for key, count in (attack.robust_after.items() if stages else ()):
+            robust_after[key] = robust_after.get(key, 0) + count
         unchanged = [e == 0 and torch.equal(adv, x) for e, adv in zip(eps_values, adversarials)]
         for j, defender in enumerate(defenders):
             key = (defender.sha256, start)
@@ -200,35 +225,70 @@ def _attack_cell_block(plan, run_id, dataset, attacker, defenders, attack, eps_v
                 correct[i, j] += clean_cache[key] if unchanged[i] else _count_correct(defender.model, x_adv, y)
         bar.update(1)
     correct, clean = correct.tolist(), clean.tolist()
-    return [
+    records = [
         _record(plan, run_id, dataset, attacker, d, attack, e, n, correct[i][j], clean[j])
         for i, e in enumerate(eps_values)
         for j, d in enumerate(defenders)
     ]
+    for k, stage in enumerate(stages):  # white-box: the one defender is the attacker
+        records += [dataclasses.replace(_record(plan, run_id, dataset, attacker, attacker, attack, e, n,
+                                                robust_after.get((e, k), 0), clean[0]), attack=stage)
+                    for e in eps_values]
+    return records
 
 
 def _model_loss(plan: AttackPlan, attacker: LoadedMember):
     return create_loss(loss_spec_of(attacker.card)) if plan.attack_loss == "model" else None
 
 
-def _iterative(name: str) -> bool:
-    return not ATTACKS.get(name).single_step
+#: Plan options → the attack option they set.
+PLAN_OPTIONS = ("steps", "step_size", "restarts", "queries", "targets")
 
 
-def _check_schedule_overrides(plan: AttackPlan) -> None:
-    """``--steps`` / ``--step-size`` set the iterative attacks' schedule; a plan of
-    single-step attacks only (FGSM: one step of ε) has none to set."""
-    if (plan.steps is not None or plan.step_size is not None) and not any(_iterative(a) for a in plan.attacks):
-        raise UserError("--steps/--step-size set IFGSM's schedule; add ifgsm to --attacks "
-                        "(fgsm is one step of size eps)")
+def _options_for(plan: AttackPlan, name: str) -> dict:
+    """The plan's budget options that attack ``name`` takes (``--steps`` sets IFGSM's and
+    PGD's steps, ``--queries`` Square's budget, ...)."""
+    taken = getattr(ATTACKS.get(name), "OPTIONS", ())
+    return {k: getattr(plan, k) for k in PLAN_OPTIONS if getattr(plan, k) is not None and k in taken}
 
 
-def _attack_for(plan: AttackPlan, name: str, attacker: LoadedMember) -> GradientSignAttack:
+def _check_plan(plan: AttackPlan) -> None:
+    """Every budget option is taken by some attack of the plan, the attacks share a norm,
+    and the worst-case ensembles (white-box evaluations) run white-box."""
+    for option in PLAN_OPTIONS:
+        if getattr(plan, option) is not None and not any(option in getattr(ATTACKS.get(a), "OPTIONS", ())
+                                                         for a in plan.attacks):
+            takers = [a for a in ATTACKS.names() if option in getattr(ATTACKS.get(a), "OPTIONS", ())]
+            flag = "--" + option.replace("_", "-")
+            raise UserError(f"no attack of --attacks {','.join(plan.attacks)} takes {flag}; "
+                            f"attacks that take it: {', '.join(takers)}")
+    norms = {ATTACKS.get(a).norm_name for a in plan.attacks}
+    if len(norms) > 1:
+        raise UserError(f"--attacks {','.join(plan.attacks)} mixes the norms {', '.join(sorted(norms))}; "
+                        "one run attacks under one norm (its ε grid)")
+    nested = [a for a in plan.attacks if ATTACKS.get(a).nested_eps]
+    if nested and plan.mode == "blackbox":
+        raise UserError(f"{nested[0]!r} is a white-box worst case over attacks on the defender itself; "
+                        "run it with --whitebox")
+
+
+def plan_norm(plan: AttackPlan) -> str:
+    """The norm every attack of ``plan`` attacks under."""
+    return ATTACKS.get(plan.attacks[0]).norm_name
+
+
+def _attack_for(plan: AttackPlan, name: str, attacker: LoadedMember) -> Attack:
     """The plan's attack ``name`` against ``attacker`` (its training loss for attack loss
-    ``model``); the schedule overrides go to iterative attacks only."""
-    steps, step_size = (plan.steps, plan.step_size) if _iterative(name) else (None, None)
-    return create_attack(name, plan.attack_loss, steps, step_size, _model_loss(plan, attacker),
-                         max(plan.chunk_size, 1), plan.precision)
+    ``model``), with the plan's budget options it takes, run by the plan's backend. An
+    attack with a loss of its own (APGD-DLR, Square) ignores the plan's default ``ce``."""
+    own_loss = ATTACKS.get(name).fixed_loss
+    if own_loss is not None and plan.attack_loss != "ce":
+        raise UserError(f"attack {name!r} ascends its own {own_loss} loss; --attack-loss {plan.attack_loss} "
+                        "applies to fgsm, ifgsm, fgm, pgd and the ensembles")
+    attack = create_attack(name, loss=None if own_loss else plan.attack_loss, model_loss=_model_loss(plan, attacker),
+                           batch_size=max(plan.chunk_size, 1), precision=plan.precision, seed=plan.attack_seed,
+                           **_options_for(plan, name))
+    return peer_attack(plan.backend, attack)
 
 
 def _fast_members(members: list[LoadedMember]) -> list[LoadedMember]:
@@ -243,7 +303,8 @@ def _run(plan: AttackPlan, dataset, eps_values: list[float], n: int, attacker: L
         "dataset": dataset.name, "mode": plan.mode, "attacks": list(plan.attacks), "eps": eps_values,
         "attacker": plan.attacker, "defenders": list(plan.defenders) if plan.defenders else None,
         "attack_loss": plan.attack_loss, "backend": plan.backend, "steps": plan.steps,
-        "step_size": plan.step_size, "num_samples": n, "batch_size": plan.chunk_size,
+        "step_size": plan.step_size, "restarts": plan.restarts, "queries": plan.queries, "targets": plan.targets,
+        "attack_seed": plan.attack_seed, "num_samples": n, "batch_size": plan.chunk_size,
         "precision": _precision(plan, attacker),
     }
     return RunRecord.of("attack", config, versions()["robench"])
@@ -255,14 +316,18 @@ def run_attack_plan(plan: AttackPlan, dataset, members: list[LoadedMember], stor
     records and the run id they are stored under."""
     if plan.backend not in backend_names():
         raise UserError(f"unknown attack backend {plan.backend!r}; valid: {', '.join(backend_names())}")
-    eps_values = sorted({check_eps(e) for e in (plan.eps or EPS_GRIDS[dataset.name])})
+    _check_plan(plan)
+    grids = EPS_GRIDS_L2 if plan_norm(plan) == "l2" else EPS_GRIDS
+    eps_values = sorted(set(plan.eps if plan.eps is not None else grids[dataset.name]))
     x_all, y_all = dataset.test.x, dataset.test.y
+    norm = get_norm(plan_norm(plan))
+    for eps in eps_values:
+        norm.check_eps(eps, dataset.to_float(x_all[:1]))
     if plan.num_samples:
         x_all, y_all = x_all[: plan.num_samples], y_all[: plan.num_samples]
     n = len(y_all)
     if not plan.chunk_size:
         plan = dataclasses.replace(plan, chunk_size=DEFAULT_CHUNK.get(y_all.device.type, 1024))
-    _check_schedule_overrides(plan)
     pairs = _pairs(plan, _fast_members(members))
     run_id = store.save_run(_run(plan, dataset, eps_values, n, pairs[0][0]))
     done = set() if plan.force else store.cells(AttackRecord)
@@ -320,10 +385,29 @@ def run_attacks(
             records += run_attack_plan(sanity_plan(plan, plan.num_samples or len(dataset.test)), dataset, members,
                                        store)[0]
         current, _ = current_attack_records(store.records(AttackRecord), {m.name: m.sha256 for m in members})
+        computed = compute_flags(current) + saturation_flags(current, members, dataset, plan.num_samples)
         flags = [FlagRecord(run_id=run_id, flag=f["flag"], passed=f["passed"], scope=f["scope"], detail=f["detail"])
-                 for f in compute_flags(current)]
+                 for f in computed]
         store.replace_all(FlagRecord, flags)
     return records, flags
+
+
+def saturation_flags(current: list[AttackRecord], members: list[LoadedMember], dataset,
+                     num_samples: int) -> list[dict]:
+    """``gradient_saturation`` of every member with white-box records, under each attack
+    loss of those records that has an input gradient (:data:`SATURATION_LOSSES`), on the
+    test images the records used (the first ``num_samples``, or all)."""
+    by_name = {m.name: m for m in members}
+    losses = sorted({(r.defender, r.attack_loss, r.n) for r in current
+                     if r.mode == "whitebox" and r.attack_loss in SATURATION_LOSSES and r.defender in by_name})
+    flags = []
+    for name, loss, n in losses:
+        member = by_name[name]
+        x = dataset.to_float(dataset.test.x[:n])  # (n, C, H, W)
+        model_loss = create_loss(loss_spec_of(member.card)) if loss == "model" else None
+        fraction = zero_gradient_fraction(member.model, x, dataset.test.y[:n], loss, model_loss)
+        flags.append(saturation_flag(name, loss, fraction, n))
+    return flags
 
 
 def sanity_plan(plan: AttackPlan, num_samples: int) -> AttackPlan:

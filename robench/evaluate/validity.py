@@ -11,6 +11,19 @@ gradient masking or a bug. docs/flags.md explains each one and what to do about 
 - ``large_eps_to_chance``: white-box IFGSM at ε = 1 (covers the pixel range) drives
   accuracy to chance (1/K) or below, within three binomial standard errors.
 
+The gradient-masking flags (:mod:`robench.evaluate.masking`, :data:`MASKING_FLAGS`;
+Athalye et al. 2018, Carlini et al. 2019, Croce & Hein 2020) follow:
+
+- ``gradient_free_not_stronger``: white-box Square is not more than 1 point below the
+  best white-box gradient attack of its cell.
+- ``converged``: twice the steps or restarts lower a white-box run's accuracy by at most
+  1 point.
+- ``ce_dlr_gap``: white-box APGD-CE and APGD-DLR lie within 5 points of each other.
+- ``gradient_saturation``: at most 1 % of the test points have an exactly zero input
+  gradient of the attack loss; computed on the models, not from records
+  (:func:`robench.evaluate.masking.saturation_flag`), so :func:`compute_flags` does not
+  make it.
+
 Records are compared only with records of the same attack loss, backend, sample count,
 precision, step schedule and coupled batch (bf16 and fp32 runs of a cell, a run with
 ``--steps`` / ``--step-size`` beside a default one, and ``model``-loss runs on different
@@ -24,11 +37,12 @@ import math
 from collections import defaultdict
 from typing import Any, Iterable, Sequence
 
+from robench.evaluate.masking import MASKING_FLAGS, masking_flags
 from robench.evaluate.schedule import DEFAULT_SCHEDULE
 from robench.store import SANITY, AttackRecord, FlagRecord
 
 FLAGS = ("monotone_in_eps", "eps0_is_clean", "ifgsm_not_above_fgsm",
-         "whitebox_not_above_transfer", "large_eps_to_chance")
+         "whitebox_not_above_transfer", "large_eps_to_chance", *MASKING_FLAGS)
 
 
 def _flag(name: str, passed: bool, scope: str, detail: str, *members: str) -> dict[str, Any]:
@@ -145,7 +159,7 @@ def compute_flags(records: Iterable[AttackRecord]) -> list[dict[str, Any]]:
     transfer = [r for r in sweep if r["mode"] == "blackbox"]
     flags = (_monotone(sweep) + _eps0(sweep) + _ifgsm_vs_fgsm(whitebox)
              + _whitebox_vs_transfer(whitebox, transfer)
-             + _chance([r for r in rows if r["mode"] == SANITY]))
+             + _chance([r for r in rows if r["mode"] == SANITY]) + masking_flags(whitebox))
     return sorted(flags, key=lambda f: (f["passed"], FLAGS.index(f["flag"])))
 
 

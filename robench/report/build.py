@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from robench.evaluate.masking import MASKING_FLAGS
 from robench.presets import presets_matching
 from robench.report import figures as figs
 from robench.report import tables as tab
@@ -20,7 +21,7 @@ from robench.report import verdicts
 from robench.report.claim_data import configuration_of, independent_ce_attackers, zoo_attackers
 from robench.report.claims import CLAIMS
 from robench.report.content import Section, TableView
-from robench.report.gates import explained_flags, gates
+from robench.report.gates import explained_flags, failed_flags, gates
 from robench.report.load import Results, describe_rows, image_counts
 from robench.report.margins import margin_summary, member_margins
 from robench.store import SANITY
@@ -111,7 +112,7 @@ def claims_section(ctx: Context) -> tuple[Section, pd.DataFrame]:
     res = ctx.results
     stored = set(res.attacks["mode"]) if not res.attacks.empty else set()
     explained = explained_flags(res.results_dir)
-    held = gates(_gated_records(ctx), explained)
+    held = gates(_gated_records(ctx), explained, res.flags, _other_budgets(ctx))
     frame = verdicts.evaluate_claims(ctx.evaluated, res.experiments, res.dataset, held, stored)
     shown = pd.DataFrame({
         "claim": frame["claim"], "statement": frame["statement"], "data": frame["data"],
@@ -164,6 +165,18 @@ def _gated_records(ctx: Context) -> list:
     keys = set(zip(ctx.evaluated["attack_loss"], ctx.evaluated["backend"], ctx.evaluated["precision"]))
     return [r for r in ctx.results.records if r.cell in evaluated
             or (r.mode == SANITY and (r.attack_loss, r.backend, r.precision) in keys)]
+
+
+def _other_budgets(ctx: Context) -> list:
+    """White-box runs of the evaluation's attacks, attack loss, backend and precision
+    under other budgets: what the ``converged`` flag compares the evaluation's runs with."""
+    if ctx.evaluated.empty:
+        return []
+    evaluated = set(ctx.evaluated["cell"])
+    keys = set(zip(ctx.evaluated["attack"], ctx.evaluated["attack_loss"], ctx.evaluated["backend"],
+                   ctx.evaluated["precision"]))
+    return [r for r in ctx.results.records if r.mode == "whitebox" and r.cell not in evaluated
+            and (r.attack, r.attack_loss, r.backend, r.precision) in keys]
 
 
 # ---------------------------------------------------------------- flags
@@ -317,10 +330,16 @@ def attack_section(ctx: Context, mode: str) -> Section:
         section.notes.append(_missing(ctx.run[mode], f"{'black' if mode == 'blackbox' else 'white'}-box results"))
         return section
     shown = tab.attack_pivot(long, mode, ctx.order(set(long["defender"]) | set(long["attacker"])))
+    masked = _masked_members(ctx)
+    if masked and "defender" in shown:
+        shown["defender"] = [f"{d} {MASKED_MARK}" if d in masked else d for d in shown["defender"]]
+        section.notes.append(f"{MASKED_MARK}: a gradient-masking flag failed for this member (docs/flags.md); claims "
+                             "using its records are withheld until explained — "
+                             + "; ".join(f"{m}: {', '.join(f)}" for m, f in sorted(masked.items())) + ".")
     settings = tab.shared_run_settings(long)
     shared = f"Every row: {settings}." if settings else ""
     tab.write_table(ctx.tables_dir, mode, long, "\n\n".join(filter(None, [shared, tab.to_markdown(shown)])))
-    rows = ctx.evaluated[ctx.evaluated["mode"] == mode]
+    rows = ctx.evaluated[(ctx.evaluated["mode"] == mode) & ~ctx.evaluated["attack"].str.contains("@")]
     if ctx.evaluation_note:
         section.notes.append(ctx.evaluation_note)
     if rows.empty:
@@ -347,6 +366,18 @@ def attack_section(ctx: Context, mode: str) -> Section:
     section.tables.append(TableView(mode, f"{mode} accuracy per member, attack and ε", shown, shared,
                                     collapsed=len(shown) > COLLAPSE_ROWS))
     return section
+
+
+MASKED_MARK = "⚑"
+
+
+def _masked_members(ctx: Context) -> dict[str, list[str]]:
+    """Member → the gradient-masking flags it failed (records and stored saturation flags)."""
+    masked: dict[str, set[str]] = {}
+    for member, flag, _ in failed_flags(ctx.results.records, ctx.results.flags):
+        if flag in MASKING_FLAGS:
+            masked.setdefault(member, set()).add(flag)
+    return {m: sorted(f) for m, f in masked.items()}
 
 
 def _attack_names(rows: pd.DataFrame) -> str:

@@ -89,22 +89,20 @@ def zoo_attackers(attacks: pd.DataFrame) -> list[str]:
     return independent_ce_attackers(attacks[attacks["mode"] == "blackbox"]) if not attacks.empty else []
 
 
-def attack_units(attacks: pd.DataFrame, modes: tuple[str, ...], eps: float | None = None,
-                 attack: str | None = None) -> Units:
-    """The defenders' accuracies in ``modes`` at ε > 0 (or at ``eps`` only, of ``attack``
-    only), by configuration and seed; a cell is (mode, attacker, attack, ε). The zoo's
-    attackers are no defenders here (:func:`zoo_attackers`)."""
+def attack_units(attacks: pd.DataFrame, modes: tuple[str, ...], attack_names: tuple[str, ...],
+                 eps: float | None = None) -> Units:
+    """The defenders' accuracies in ``modes`` under ``attack_names`` at ε > 0 (or at
+    ``eps`` only), by configuration and seed; a cell is (mode, attacker, attack, ε). The
+    zoo's attackers are no defenders here (:func:`zoo_attackers`)."""
     parts = []
     if not attacks.empty:
         attacks = attacks[~attacks["defender"].isin(zoo_attackers(attacks))]
     for mode in modes if not attacks.empty else ():
-        rows = attacks[(attacks["mode"] == mode) & (attacks["eps"] > 0)]
+        rows = attacks[(attacks["mode"] == mode) & (attacks["eps"] > 0) & attacks["attack"].isin(attack_names)]
         if mode == "blackbox":
             rows = rows[rows["attacker"].isin(independent_ce_attackers(rows))]
         if eps is not None:
             rows = rows[rows["eps"] == eps]
-        if attack is not None:
-            rows = rows[rows["attack"] == attack]
         parts.append(pd.DataFrame({
             "configuration": _configurations(rows, "defender_loss", "defender_bound", "defender_delta",
                                              "defender_head"),

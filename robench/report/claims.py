@@ -25,6 +25,8 @@ import pandas as pd
 from robench.report.claim_data import Units, attack_units, experiment_units
 
 ATTACK_MODES = ("whitebox", "blackbox")
+PAPER_ATTACKS = ("fgsm", "ifgsm")  # the paper's protocol (PROTOCOL.md, "Attacks")
+WORST_CASE = ("worst",)  # the per-sample worst case over robench's strong attacks (robench.attacks.ensemble)
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class Claim:
     treatment: Group
     reference: Group
     modes: tuple[str, ...] = ()  # attack claims: the modes whose cells are pooled
+    attacks: tuple[str, ...] = PAPER_ATTACKS  # attack claims: the attacks whose cells are pooled
     match: tuple[str, ...] = ()  # fields a treatment configuration shares with its references
     highest: bool = False  # experiment claims: the largest setting (else the smallest)
 
@@ -72,7 +75,9 @@ class Claim:
     def data(self) -> str:
         if self.source != "attacks":
             return self.source
-        return " and ".join({"whitebox": "white-box", "blackbox": "black-box"}[m] for m in self.modes) + " attacks"
+        attacks = "worst case" if self.attacks == WORST_CASE else "/".join(a.upper() for a in self.attacks)
+        return (" and ".join({"whitebox": "white-box", "blackbox": "black-box"}[m] for m in self.modes)
+                + f" attacks ({attacks})")
 
     @property
     def definition(self) -> str:
@@ -89,7 +94,7 @@ class Claim:
                 f"{self.unit}s paired by value")
 
 
-CLAIMS = (
+PAPER_CLAIMS = (
     Claim("1", "1-to-N beats CE on small subsets", "generalization", Group("1toN"), Group("ce", head="linear")),
     Claim("2", "1-to-N beats CE under label noise", "noise", Group("1toN"), Group("ce", head="linear"),
           highest=True),
@@ -107,6 +112,17 @@ CLAIMS = (
 )
 
 
+def under_worst_case(claim: Claim) -> Claim:
+    """``claim`` read on the white-box worst case instead of the paper's FGSM/IFGSM (key
+    ``<key>w``): the same comparison under attacks that gradient masking cannot fool."""
+    return Claim(f"{claim.key}w", f"{claim.statement} (worst case)", claim.source, claim.treatment,
+                 claim.reference, ("whitebox",), claim.match, claim.highest, WORST_CASE)
+
+
+#: Every claim: the paper's, then each white-box attack claim again under the worst case.
+CLAIMS = PAPER_CLAIMS + tuple(under_worst_case(c) for c in PAPER_CLAIMS if "whitebox" in c.modes)
+
+
 @dataclass
 class Sample:
     """A claim's paired differences, one per unit, and what went into them."""
@@ -121,9 +137,10 @@ class Sample:
 
 def units_of(claim: Claim, attacks: pd.DataFrame, experiments: dict[str, pd.DataFrame],
              eps: float | None = None, attack: str | None = None) -> Units:
-    """The accuracies a claim draws on, by configuration and unit."""
+    """The accuracies a claim draws on, by configuration and unit (of one of the claim's
+    attacks only with ``attack``)."""
     if claim.source == "attacks":
-        return attack_units(attacks, claim.modes, eps, attack)
+        return attack_units(attacks, claim.modes, (attack,) if attack else claim.attacks, eps)
     return experiment_units(experiments.get(claim.source, pd.DataFrame()), claim.highest)
 
 

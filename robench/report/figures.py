@@ -144,8 +144,9 @@ def attack_figure(rows: pd.DataFrame, title: str, palette: dict, losses: dict[st
         axes = list(fig.subplots(1, len(attacks), sharey=True, squeeze=False)[0])
     for ax, attack in zip(axes, attacks):
         _lines(ax, curves[curves["attack"] == attack], "eps", palette, losses, seeds[seeds["attack"] == attack])
-        ax.set_title(attack.upper())
-        ax.set_xlabel("ε (L∞, pixels in [0, 1])")
+        ax.set_title("worst case" if attack == "worst" else attack.upper())
+        norms = set(rows.loc[rows["attack"] == attack, "norm"]) if "norm" in rows else {"linf"}
+        ax.set_xlabel("ε (L∞, pixels in [0, 1])" if norms == {"linf"} else f"ε ({'/'.join(sorted(norms))})")
         ax.set_ylabel("accuracy")
         ax.set_ylim(-0.02, 1.02)
     fig.suptitle(title)

@@ -1,9 +1,11 @@
 """Which members' failed validity flags hold back the claims that use their records.
 
-Two flags say a member's numbers cannot be read at all (docs/flags.md):
-``eps0_is_clean`` (the attack moved an input at ε = 0: a bug) and
-``large_eps_to_chance`` (an unbounded attack leaves accuracy above chance: the gradient
-carries no signal, masking or a bug). A claim that uses the records of such a member,
+These flags say a member's numbers cannot be read as they are (docs/flags.md):
+``eps0_is_clean`` (the attack moved an input at ε = 0: a bug), ``large_eps_to_chance``
+(an unbounded attack leaves accuracy above chance: the gradient carries no signal,
+masking or a bug) and the gradient-masking flags (:mod:`robench.evaluate.masking`:
+Square beating the gradient attacks, an attack that has not converged, a large CE/DLR
+gap, and saturated gradients of the evaluation's attack loss). A claim that uses the records of such a member,
 as a defender or as an attacker, is withheld (:mod:`robench.report.verdicts`) until the
 failure is explained in ``<results_dir>/explained_flags.toml``::
 
@@ -22,12 +24,15 @@ import tomllib
 from pathlib import Path
 from typing import Iterable
 
+import pandas as pd
+
 from robench.errors import UserError
+from robench.evaluate.masking import MASKING_FLAGS, converged, saturation_member
 from robench.evaluate.validity import compute_flags
 from robench.store import AttackRecord
 
 EXPLAINED = "explained_flags.toml"
-GATING_FLAGS = ("eps0_is_clean", "large_eps_to_chance")
+GATING_FLAGS = ("eps0_is_clean", "large_eps_to_chance") + MASKING_FLAGS
 ENTRY_KEYS = {"flag", "scope", "reason"}
 
 
@@ -50,12 +55,34 @@ def explained_flags(results_dir: Path) -> dict[tuple[str, str], str]:
     return explained
 
 
-def gates(records: Iterable[AttackRecord], explained: dict[tuple[str, str], str]) -> dict[str, list[str]]:
-    """Member → its failed, unexplained gating flags (``flag (scope)``) among ``records``."""
+def failed_flags(records: Iterable[AttackRecord], stored: pd.DataFrame,
+                 other_budgets: Iterable[AttackRecord] = ()) -> list[tuple[str, str, str]]:
+    """(member, flag, scope) of every failed flag over ``records``; the ``converged``
+    flags of their white-box runs against ``other_budgets`` (the same runs with other
+    steps or restarts); and the stored ``gradient_saturation`` flags of the records'
+    attack losses (those are measured on the models, not computed from records)."""
+    records = list(records)
+    whitebox = [r.as_dict() for r in (*records, *other_budgets) if r.mode == "whitebox"]
+    computed = compute_flags(records)
+    seen = {(f["flag"], f["scope"]) for f in computed}
+    computed += [f for f in converged(whitebox) if (f["flag"], f["scope"]) not in seen]
+    failed = [(member, f["flag"], f["scope"]) for f in computed if not f["passed"]
+              for member in sorted(f["members"])]
+    losses = {r.attack_loss for r in records}
+    for flag in stored.itertuples() if not stored.empty else ():
+        loss, member = saturation_member(flag.scope)
+        if flag.flag == "gradient_saturation" and not flag.passed and loss in losses:
+            failed.append((member, flag.flag, flag.scope))
+    return failed
+
+
+def gates(records: Iterable[AttackRecord], explained: dict[tuple[str, str], str],
+          stored: pd.DataFrame | None = None, other_budgets: Iterable[AttackRecord] = ()) -> dict[str, list[str]]:
+    """Member → its failed, unexplained gating flags (``flag (scope)``) among ``records``,
+    their runs under ``other_budgets`` and the ``stored`` saturation flags of their attack
+    losses."""
     held: dict[str, list[str]] = {}
-    for flag in compute_flags(records):
-        if flag["passed"] or flag["flag"] not in GATING_FLAGS or (flag["flag"], flag["scope"]) in explained:
-            continue
-        for member in sorted(flag["members"]):
-            held.setdefault(member, []).append(f"{flag['flag']} ({flag['scope']})")
+    for member, flag, scope in failed_flags(records, pd.DataFrame() if stored is None else stored, other_budgets):
+        if flag in GATING_FLAGS and (flag, scope) not in explained:
+            held.setdefault(member, []).append(f"{flag} ({scope})")
     return held

@@ -47,6 +47,9 @@ def _missing(claim: Claim, attacks: pd.DataFrame, experiments: dict[str, pd.Data
             return f"no {claim.source} results: run `robench experiment {claim.source} --dataset {dataset}`"
         return ""
     present = set(attacks["mode"]) if not attacks.empty else set()
+    if present and not set(attacks["attack"]) & set(claim.attacks):
+        return (f"no {'/'.join(claim.attacks)} records in the evaluation: run `robench attack --whitebox "
+                f"--attacks {','.join(claim.attacks)} --dataset {dataset}`")
     parts = []
     for mode in (m for m in claim.modes if m not in present):
         label = "white-box" if mode == "whitebox" else "black-box"
@@ -63,7 +66,7 @@ def _sample(claim: Claim, attacks: pd.DataFrame, experiments: dict[str, pd.DataF
     missing = _missing(claim, attacks, experiments, dataset, stored)
     if missing:
         return Sample(pd.Series(dtype=float), 0, 0, frozenset(), missing=missing)
-    key = (claim.source, claim.modes, claim.highest)
+    key = (claim.source, claim.modes, claim.highest, claim.attacks)
     if key not in units:
         units[key] = units_of(claim, attacks, experiments)
     return claim_sample(claim, units[key])
@@ -138,7 +141,7 @@ def claims_by_eps(attacks: pd.DataFrame) -> pd.DataFrame:
     if attacks.empty:
         return pd.DataFrame(columns=["claim", "attack", "eps", "n", "difference", "ci_low", "ci_high"])
     for claim in (c for c in CLAIMS if c.source == "attacks"):
-        for attack in sorted(attacks["attack"].unique()):
+        for attack in sorted(set(attacks["attack"]) & set(claim.attacks)):
             for eps in sorted(e for e in attacks["eps"].unique() if e > 0):
                 sample = claim_sample(claim, units_of(claim, attacks, {}, eps=eps, attack=attack))
                 n = len(sample.differences)
