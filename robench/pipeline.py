@@ -5,7 +5,10 @@ stopped when the same command is run again."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import multiprocessing
+import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -33,8 +36,8 @@ def run_pipeline(
 ) -> Path:
     """Run every stage for ``dataset``; returns the report's ``index.html``.
     ``num_samples`` > 0 attacks the first that many test images only (the report says so)."""
-    from robench.device import resolve_device, resolve_precision
     from robench.attacks.ensemble import QUICK_STEPS
+    from robench.device import resolve_device, resolve_precision
     from robench.evaluate.attack_runner import CHECKED_EPS, AttackPlan, run_attacks
     from robench.evaluate.evaluation import Evaluation
     from robench.experiments import run_generalization, run_noise
@@ -53,13 +56,13 @@ def run_pipeline(
                                                  results, device, data_root),
         "white-box attacks": lambda: run_attacks(dataset, AttackPlan("whitebox", num_samples=num_samples), zoo_dir,
                                                  results, device, data_root),
-        "worst-case attacks": lambda: run_attacks(dataset, AttackPlan("whitebox", attacks=("worst",),
-                                                                      num_samples=num_samples), zoo_dir, results,
-                                                  device, data_root),
-        "convergence check": lambda: run_attacks(dataset, AttackPlan(
-            "whitebox", attacks=("worst",), eps=(CHECKED_EPS[dataset],), steps=2 * QUICK_STEPS,
-            defenders=_first_seeds(dataset, zoo_dir, preset), num_samples=num_samples), zoo_dir, results, device,
-            data_root),
+        "worst-case attacks": lambda: _whitebox_on_every_core(
+            dataset, AttackPlan("whitebox", attacks=("worst",), num_samples=num_samples),
+            _members(dataset, zoo_dir, preset), zoo_dir, results, device, data_root),
+        "convergence check": lambda: _whitebox_on_every_core(
+            dataset, AttackPlan("whitebox", attacks=("worst",), eps=(CHECKED_EPS[dataset],), steps=2 * QUICK_STEPS,
+                                num_samples=num_samples),
+            _members(dataset, zoo_dir, preset, first_seed_defenders=True), zoo_dir, results, device, data_root),
         "generalization": lambda: run_generalization(dataset, preset, None, zoo_dir, results, device, data_root),
         "noise": lambda: run_noise(dataset, preset, None, zoo_dir, results, device, data_root),
         "report": lambda: write_report(dataset, results, zoo_dir, out, None, data_root, evaluation=evaluation),
@@ -77,15 +80,42 @@ def run_pipeline(
     return Path(index)
 
 
-def _first_seeds(dataset: str, zoo_dir: Path, preset: str) -> list[str]:
-    """The first seed's member of each defender configuration of the zoo."""
+def _members(dataset: str, zoo_dir: Path, preset: str, first_seed_defenders: bool = False) -> list[str]:
+    """The zoo's members (or the first seed's member of each defender configuration)."""
     from robench.zoo import load_definition
 
+    members = load_definition(dataset, zoo_dir, preset)
+    if not first_seed_defenders:
+        return [m.name for m in members]
     first: dict[tuple, str] = {}
-    for member in load_definition(dataset, zoo_dir, preset):
+    for member in members:
         if member.role == "defender":
             first.setdefault((member.loss, member.head), member.name)
     return list(first.values())
+
+
+def _whitebox_on_every_core(dataset: str, plan, members: list[str], zoo_dir: Path, results: Path, device: str,
+                            data_root: Path):
+    """White-box ``plan`` on ``members``. On a CPU with several cores the members are dealt
+    to one single-threaded process per core (the small models of the quick zoos use one
+    core each better than two threads do), all writing the one result store; the flags
+    are then computed once over every record."""
+    from robench.device import resolve_device
+    from robench.evaluate.attack_runner import run_attacks
+
+    workers = min(len(os.sched_getaffinity(0)), len(members))
+    plans = [dataclasses.replace(plan, defenders=tuple(members[i::workers])) for i in range(workers)]
+    if workers > 1 and resolve_device(device).type == "cpu":
+        with multiprocessing.get_context("spawn").Pool(workers, initializer=_one_thread) as pool:
+            pool.starmap(run_attacks, [(dataset, p, zoo_dir, results, device, data_root) for p in plans])
+    return run_attacks(dataset, dataclasses.replace(plan, defenders=tuple(members)), zoo_dir, results, device,
+                       data_root)
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def _export_csv(results_dir: Path) -> list[Path]:

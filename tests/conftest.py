@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 
@@ -79,10 +80,18 @@ def fit_adam(model: nn.Module, batches, lr: float) -> nn.Module:
     return model
 
 
+@pytest.fixture(scope="module")
+def trained(trained_once):
+    """(model, x_test, y_test) of :func:`trained_once`, the model a copy of its own for each
+    test module (a test may leave gradients or hooks on it)."""
+    model, x, y = trained_once
+    return copy.deepcopy(model), x, y
+
+
 @pytest.fixture(scope="session")
-def trained(sklearn_digits):
+def trained_once(sklearn_digits):
     """(model, x_test (300, 1, 8, 8), y_test (300,)): an accurate (>0.9) digits classifier,
-    trained with one thread (the attack tests run on it)."""
+    trained once with one thread (the attack tests run on it)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     x, y = sklearn_digits

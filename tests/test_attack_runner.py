@@ -52,7 +52,7 @@ def test_whitebox_run_reuses_the_matrix_diagonal(matrix, digits_zoo):
     assert {r.mode for r in rows} == {"sanity"}  # only the ε = 1 cells were new
     kinds = {f.flag for f in flags}
     assert kinds == {"monotone_in_eps", "eps0_is_clean", "ifgsm_not_above_fgsm",
-                     "whitebox_not_above_transfer", "large_eps_to_chance"}
+                     "whitebox_not_above_transfer", "large_eps_to_chance", "gradient_saturation"}
     with ResultStore(results) as store:
         assert [f.flag for f in store.records(FlagRecord)] == [f.flag for f in flags]
     again, _ = run_attacks("digits", plan, digits_zoo, results, "cpu")
@@ -308,3 +308,31 @@ def test_l2_attacks_take_the_l2_grid_and_record_their_norm(digits_zoo, tmp_path)
     whitebox = [r for r in rows if r.mode == "whitebox"]
     assert sorted(r.eps for r in whitebox) == [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5]
     assert {r.norm for r in whitebox} == {"l2"}
+
+
+def test_a_whitebox_stage_dealt_to_one_process_per_core_stores_what_one_process_does(digits_zoo, tmp_path):
+    """``robench run``'s worst-case stages deal the members to single-threaded processes
+    writing one store: the records are those of one single-threaded process, each once,
+    and the flags are computed over all of them."""
+    import torch
+
+    from robench.pipeline import _whitebox_on_every_core
+
+    members = ["ce-s0", "hinge-d1-s0", "1toN-sym-d1-s0"]
+    plan = AttackPlan("whitebox", attacks=("fgsm", "worst"), eps=(0.0, 0.1), num_samples=24, steps=3, queries=20,
+                      targets=2)
+    _, flags = _whitebox_on_every_core("digits", plan, members, digits_zoo, tmp_path / "dealt", "cpu", "data")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _, alone_flags = run_attacks("digits", dataclasses.replace(plan, defenders=tuple(members)), digits_zoo,
+                                     tmp_path / "alone", "cpu")
+    finally:
+        torch.set_num_threads(threads)
+
+    def cells(folder):
+        return sorted((r.mode, r.defender, r.attack, r.eps, r.correct) for r in ResultStore(folder).records(AttackRecord))
+
+    assert cells(tmp_path / "dealt") == cells(tmp_path / "alone")
+    assert {r.defender for r in ResultStore(tmp_path / "dealt").records(AttackRecord)} == set(members)
+    assert sorted((f.flag, f.scope, f.passed) for f in flags) == sorted((f.flag, f.scope, f.passed) for f in alone_flags)

@@ -56,30 +56,10 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def trained():
-    """(model, x (256, 1, 8, 8), y (256,)): a digits conv net (> 0.9 test accuracy) and
-    test images, trained here with a fixed seed (250 Adam steps of 128 images)."""
-    from sklearn.datasets import load_digits
-
-    data = load_digits()
-    x = torch.tensor(data.data / 16.0, dtype=torch.float32).view(-1, 1, 8, 8)  # (N, 1, 8, 8)
-    y = torch.tensor(data.target, dtype=torch.long)  # (N,)
-    x_train, y_train, x_test, y_test = x[:-300], y[:-300], x[-300:], y[-300:]
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 8 * 8, 10))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(250):
-        idx = torch.randint(0, len(x_train), (128,), generator=gen)
-        loss = F.cross_entropy(model(x_train[idx]), y_train[idx])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
-    for p in model.parameters():
-        p.grad = None
-    assert _accuracy(model, x_test, y_test) > 0.9
-    return model, x_test[:N], y_test[:N]
+def trained(trained):
+    """conftest's digits conv net and the first N of its test images."""
+    model, x, y = trained
+    return model, x[:N], y[:N]
 
 
 @pytest.fixture

@@ -171,3 +171,66 @@ def test_attack_benchmark_im2col_variant_patches_the_engine_only_inside():
     (outside,) = attack_runner._fast_members([member])
     assert type(inside.model.features[0]) is Im2colConv2d
     assert type(outside.model.features[0]) is torch.nn.Conv2d
+
+
+def test_worst_case_quick_document_and_agreement(tmp_path):
+    """``worst-case --quick``: the JSON's structure (budgets on both sides, per-cell
+    accuracies, agreement, acceptance) and the agreement logic; no timing assertions."""
+    from benchmarks.worst_case import agreement
+
+    out = tmp_path / "wc.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "worst-case", "--quick", "--device", "cpu", "--out", str(out),
+         "--threads", "1", "--models", "2", "--samples", "6", "--eps", "0,0.05", "--train-steps", "5",
+         "--rounds", "2", "--attack-steps", "2", "--targets", "1", "--queries", "6"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    assert doc["benchmarks"] == ["worst-case"] and set(doc["results"]) == {"worst-case"}
+    wc = doc["results"]["worst-case"]
+    assert (wc["ensemble"], wc["stages"], wc["models"], wc["samples"], wc["eps"]) == (
+        "aa", ["apgd-ce", "apgd-t", "square"], 2, 6, [0.0, 0.05])
+    budgets = wc["budgets"]
+    assert (budgets["steps"], budgets["targets"], budgets["queries"], budgets["seed"]) == (2, 1, 6, 0)
+    peer = budgets["torchattacks"]
+    assert peer["APGD"]["steps"] == peer["APGDT"]["steps"] == 2 and peer["APGD"]["loss"] == "ce"
+    assert peer["APGDT"]["n_classes"] == 2 and peer["Square"]["n_queries"] == 4  # T + 1, Q - 2
+    members = {"ce-s0", "ce-s1"}
+    for label in ("robench", "torchattacks"):
+        r = wc[label]
+        assert r["wall_s"] > 0 and len(r["wall_s_rounds"]) == 2 and r["repeatable"] is True
+        assert r["image_steps"] > 0 and r["queries"] > 0
+        assert set(wc["accuracy"][label]) == members
+        assert all(set(cells) == {"0", "0.05"} for cells in wc["accuracy"][label].values())
+        assert set(wc["stage_accuracy"][label]) == {"apgd-ce", "apgd-t", "square"}
+        assert set(r["per_eps"]["0.05"]["stages"]) == {"apgd-ce", "apgd-t", "square"}
+    assert wc["robench_precision"] == "fp32" and "0" in wc["robench"]["per_eps"]
+    assert wc["accuracy"]["robench"]["ce-s0"]["0"] == wc["accuracy"]["torchattacks"]["ce-s0"]["0"]  # clean
+    assert len(wc["ratios_per_round"]["torchattacks/robench"]) == 2 and wc["ratios"]["torchattacks/robench"] > 0
+    a = wc["agreement"]
+    assert a["cells"] == a["compared"] == wc["cells"] == 4 and a["missing"] == []
+    excess = max(wc["accuracy"]["robench"][m][e] - wc["accuracy"]["torchattacks"][m][e]  # percent
+                 for m in members for e in ("0", "0.05"))
+    assert a["max_excess_points"] == pytest.approx(excess)
+    acc = wc["acceptance"]
+    assert acc["accuracy_met"] == a["within_bar"] == (not a["cells_over_bar"])
+    assert acc["met"] == (acc["speedup_met"] and acc["accuracy_met"])
+
+    # the logic on hand-made counts of 400 samples: 1 image = 0.25 points
+    rb = {("m0", 0.0): 400, ("m0", 0.1): 201, ("m1", 0.1): 100, ("m1", 0.2): 50}
+    ta = {("m0", 0.0): 400, ("m0", 0.1): 199, ("m1", 0.1): 103, ("m1", 0.3): 7}
+    got = agreement(rb, ta, 400)
+    assert (got["cells"], got["compared"], got["identical_cells"]) == (5, 3, 1)
+    assert got["max_excess_points"] == pytest.approx(0.5) and got["max_excess_cell"]["member"] == "m0"
+    assert got["max_deficit_points"] == pytest.approx(0.75)
+    assert got["cells_over_bar"] == []  # 0.5 points is at the bar, not over it
+    assert [(c["member"], c["eps"]) for c in got["missing"]] == [("m1", 0.2), ("m1", 0.3)]
+    assert got["within_bar"] is False  # a cell without a counterpart fails the comparison
+    rb[("m0", 0.1)] = 202  # 0.75 points above
+    del rb[("m1", 0.2)], ta[("m1", 0.3)]
+    got = agreement(rb, ta, 400)
+    assert [(c["member"], c["eps"], c["excess_points"]) for c in got["cells_over_bar"]] == [("m0", 0.1, 0.75)]
+    assert got["within_bar"] is False and got["missing"] == []
+    assert agreement({("m", 0.1): 3}, {("m", 0.1): 5}, 10)["max_excess_points"] == pytest.approx(-20.0)

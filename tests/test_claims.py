@@ -14,11 +14,9 @@ from scipy import stats as scipy_stats
 from factories import attack_record
 from robench.report.claims import CLAIMS
 from robench.report.gates import explained_flags, gates
-from robench.report.load import records_frame
 from robench.report.verdicts import (ALPHA, CONTRADICTED, INCONCLUSIVE, SUPPORTED, WITHHELD, claims_by_eps,
                                      evaluate_claims)
 from robench.stats import detectable_effect
-from robench.store import AttackRecord
 
 # configuration -> (loss, bound, delta, head)
 CONFIGURATIONS = {

@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from robench.attacks import ATTACKS, Square, create_attack, create_attack_loss
@@ -31,36 +30,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
-
-
-def _digits_cnn() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 8 * 8, 10))
-
-
-@pytest.fixture(scope="module")
-def trained():
-    """(model, x_test (300, 1, 8, 8), y_test (300,)): an accurate (>0.9) digits classifier."""
-    from sklearn.datasets import load_digits
-
-    data = load_digits()
-    x = torch.tensor(data.data / 16.0, dtype=torch.float32).view(-1, 1, 8, 8)  # (1797, 1, 8, 8)
-    y = torch.tensor(data.target, dtype=torch.long)  # (1797,)
-    x_train, y_train, x_test, y_test = x[:-300], y[:-300], x[-300:], y[-300:]
-    torch.manual_seed(0)
-    gen = torch.Generator().manual_seed(0)
-    model = _digits_cnn()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(250):
-        idx = torch.randint(0, len(x_train), (128,), generator=gen)
-        loss = F.cross_entropy(model(x_train[idx]), y_train[idx])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
-    for p in model.parameters():
-        p.grad = None
-    assert _accuracy(model, x_test, y_test) > 0.9
-    return model, x_test, y_test
 
 
 @pytest.fixture

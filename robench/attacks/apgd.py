@@ -50,8 +50,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from robench.attacks.attack import ATTACKS, DEFAULT_BATCH_SIZE, Attack, Budget, check_count
-from robench.attacks.descent import _SampleStreams
+from robench.attacks.attack import ATTACKS, DEFAULT_BATCH_SIZE, Attack, Budget, SampleStreams, check_count
 from robench.attacks.losses import DLR_TOLERANCE, AttackLoss, check_dlr_classes
 from robench.attacks.norms import Ball
 from robench.errors import UserError
@@ -225,7 +224,7 @@ class _APGD(Attack):
         """
         n = len(x)
         ball = self.norm.ball(x, eps)
-        start = self.norm.random_start(ball, _SampleStreams(self, x, stream))  # (n, ...) x⁰
+        start = self.norm.random_start(ball, SampleStreams(self, x, stream))  # (n, ...) x⁰
         f, grad, logits = self._evaluate(model, start, y, target, loss)
         found = logits.argmax(dim=1) != y  # (n,)
         s = _Run(

@@ -253,6 +253,25 @@ class Attack:
         return self.norm.ball(x, eps).project(adv.detach())
 
 
+class SampleStreams:
+    """Random draws (N, *shape) for a chunk ``x0``, one stream per sample
+    (:meth:`Attack.sample_noise`), numbered from ``stream``: what
+    :meth:`robench.attacks.norms.Norm.random_start` draws a start from."""
+
+    def __init__(self, attack: Attack, x0: torch.Tensor, stream: int) -> None:
+        self.attack, self.x0, self.stream, self.draws = attack, x0, stream, 0
+
+    def uniform(self, shape: tuple[int, ...]) -> torch.Tensor:
+        return self._draw(shape, "uniform")
+
+    def normal(self, shape: tuple[int, ...]) -> torch.Tensor:
+        return self._draw(shape, "normal")
+
+    def _draw(self, shape: tuple[int, ...], kind: str) -> torch.Tensor:
+        self.draws += 1
+        return self.attack.sample_noise(self.x0, self.stream * 16 + self.draws, shape, kind)
+
+
 ATTACKS: Registry[Attack] = Registry("attack")
 
 

@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from robench.attacks.attack import DEFAULT_BATCH_SIZE, Attack, Budget, check_count, check_positive
+from robench.attacks.attack import DEFAULT_BATCH_SIZE, Attack, Budget, SampleStreams, check_count, check_positive
 from robench.attacks.norms import Ball, column
 
 
@@ -70,7 +70,7 @@ class GradientDescent(Attack):
         ``random_start`` (per-sample random streams, :meth:`Attack.sample_noise`)."""
         if not self.random_start:
             return ball.x0.clone()
-        return self.norm.random_start(ball, _SampleStreams(self, ball.x0, restart))
+        return self.norm.random_start(ball, SampleStreams(self, ball.x0, restart))
 
     def direction(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The unit ascent step d(∇ₓ L) (N, ...) at ``x``."""
@@ -159,20 +159,3 @@ class GradientDescent(Attack):
             else:
                 step = self.direction(model, moving, y[:k])
             x_adv[:k] = ball.project(moving + alpha[:k] * step, k)
-
-
-class _SampleStreams:
-    """A stand-in generator for :meth:`Norm.random_start` that draws per-sample streams."""
-
-    def __init__(self, attack: Attack, x0: torch.Tensor, stream: int) -> None:
-        self.attack, self.x0, self.stream, self.draws = attack, x0, stream, 0
-
-    def uniform(self, shape: tuple[int, ...]) -> torch.Tensor:
-        return self._draw(shape, "uniform")
-
-    def normal(self, shape: tuple[int, ...]) -> torch.Tensor:
-        return self._draw(shape, "normal")
-
-    def _draw(self, shape: tuple[int, ...], kind: str) -> torch.Tensor:
-        self.draws += 1
-        return self.attack.sample_noise(self.x0, self.stream * 16 + self.draws, shape, kind)
