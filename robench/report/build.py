@@ -145,13 +145,16 @@ CLAIMS_TEXT = (
     "Each claim compares member configurations that differ in their loss (or head), and its unit is the training "
     "seed: every configuration is trained with the same seeds, and seed s of the treatment is paired with seed s "
     "of the reference. Per seed the value is the accuracy difference averaged over the claim's cells (ε > 0; "
-    "black-box cells only from CE attackers with seeds of their own). The experiment claims (1, 2) are paired "
-    "by repeat (the same subset or noisy set for every loss).",
+    "black-box cells only from CE attackers with seeds of their own). The paper's attack claims pool its FGSM "
+    "and IFGSM cells; each claim with white-box cells is read again on the white-box worst case over robench's "
+    "strong attacks (4w, 5w, 6w, 7w), which gradient masking cannot fool. The experiment claims (1, 2) are "
+    "paired by repeat (the same subset or noisy set for every loss).",
     "The interval is the Student-t interval over seeds (or repeats); the p-value is the one-sample t-test of "
     "mean 0. The claims with at least 3 units per side form one family, adjusted with Holm's step-down: "
     "supported / contradicted when the Holm-adjusted p-value is below 0.05 (the adjusted interval then excludes "
     "0), else inconclusive with the reason and the smallest effect these seeds detect. A claim that uses a "
-    "member with a failed eps0_is_clean or large_eps_to_chance flag is withheld until the flag is explained.",
+    "member with a failed eps0_is_clean, large_eps_to_chance or gradient-masking flag is withheld until the flag "
+    "is explained.",
 )
 CLAIMS_NOTE = ("Intervals and tests run over training seeds (attack claims) or repeats (experiment claims) on one "
                "fixed test set: they describe the spread between trained models, not test-set sampling, which the "
