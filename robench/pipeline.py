@@ -19,8 +19,8 @@ log = logging.getLogger(__name__)
 
 # Black-box: the zoo's attackers (CE members with seeds of their own) against its defenders;
 # white-box: every member against itself. `robench attack --blackbox --attacker all` adds the full matrix.
-# Worst case: the `worst` ensemble on every member; its convergence check runs it again with twice the
-# steps at the dataset's checked ε on the first seed of each defender configuration.
+# Worst case: the `worst` ensemble on every defender (the claims' members); its convergence check runs it
+# again with twice the steps at the dataset's checked ε on the first seed of each defender configuration.
 STAGES = ("train zoo", "black-box attacks", "white-box attacks", "worst-case attacks", "convergence check",
           "generalization", "noise", "report", "export")
 
@@ -58,11 +58,11 @@ def run_pipeline(
                                                  results, device, data_root),
         "worst-case attacks": lambda: _whitebox_on_every_core(
             dataset, AttackPlan("whitebox", attacks=("worst",), num_samples=num_samples),
-            _members(dataset, zoo_dir, preset), zoo_dir, results, device, data_root),
+            _defenders(dataset, zoo_dir, preset), zoo_dir, results, device, data_root),
         "convergence check": lambda: _whitebox_on_every_core(
             dataset, AttackPlan("whitebox", attacks=("worst",), eps=(CHECKED_EPS[dataset],), steps=2 * QUICK_STEPS,
                                 num_samples=num_samples),
-            _members(dataset, zoo_dir, preset, first_seed_defenders=True), zoo_dir, results, device, data_root),
+            _defenders(dataset, zoo_dir, preset, first_seed_only=True), zoo_dir, results, device, data_root),
         "generalization": lambda: run_generalization(dataset, preset, None, zoo_dir, results, device, data_root),
         "noise": lambda: run_noise(dataset, preset, None, zoo_dir, results, device, data_root),
         "report": lambda: write_report(dataset, results, zoo_dir, out, None, data_root, evaluation=evaluation),
@@ -80,18 +80,15 @@ def run_pipeline(
     return Path(index)
 
 
-def _members(dataset: str, zoo_dir: Path, preset: str, first_seed_defenders: bool = False) -> list[str]:
-    """The zoo's members (or the first seed's member of each defender configuration)."""
+def _defenders(dataset: str, zoo_dir: Path, preset: str, first_seed_only: bool = False) -> list[str]:
+    """The zoo's defenders (or the first seed's member of each defender configuration)."""
     from robench.zoo import load_definition
 
-    members = load_definition(dataset, zoo_dir, preset)
-    if not first_seed_defenders:
-        return [m.name for m in members]
-    first: dict[tuple, str] = {}
-    for member in members:
+    chosen: dict[tuple, str] = {}
+    for member in load_definition(dataset, zoo_dir, preset):
         if member.role == "defender":
-            first.setdefault((member.loss, member.head), member.name)
-    return list(first.values())
+            chosen.setdefault((member.loss, member.head) if first_seed_only else member.name, member.name)
+    return list(chosen.values())
 
 
 def _whitebox_on_every_core(dataset: str, plan, members: list[str], zoo_dir: Path, results: Path, device: str,

@@ -304,3 +304,21 @@ def test_the_attackers_own_white_box_cells_change_no_claim():
     alone = evaluate_claims(attacks, {}, "digits")
     pd.testing.assert_frame_equal(evaluate_claims(pd.concat([attacks, own], ignore_index=True), {}, "digits"), alone)
     assert "12 cells" in alone.set_index("claim").loc["7", "detail"]  # 2 × 2 white-box + 2 × 2 × 2 black-box
+
+
+def test_each_white_box_claim_is_read_again_on_the_worst_case():
+    """``<key>w``: the same comparison on the white-box worst-case cells only; black-box
+    claims have no worst-case reading; a masking flag holds back white-box readings only."""
+    from robench.report.claims import PAPER_CLAIMS, WORST_CASE
+    from robench.report.verdicts import _holding
+
+    paper = {c.key: c for c in PAPER_CLAIMS}
+    worst = [c for c in CLAIMS if c.attacks == WORST_CASE]
+    assert [c.key for c in worst] == [f"{k}w" for k, c in paper.items() if "whitebox" in c.modes]
+    for claim in worst:
+        base = paper[claim.key[:-1]]
+        assert (claim.treatment, claim.reference, claim.match, claim.modes) == (
+            base.treatment, base.reference, base.match, ("whitebox",))
+    flags = ["gradient_free_not_stronger (worst/ce/native m eps 0.1 (steps 50))", "eps0_is_clean (fgsm m eps 0)"]
+    assert _holding(paper["3a"], flags) == flags[1:]  # black-box only: the member's masked gradient is not used
+    assert _holding(paper["4"], flags) == flags

@@ -157,7 +157,7 @@ def test_the_ensemble_counts_the_robust_points_after_each_member(trained):
 def test_ensemble_budget_and_options(trained):
     worst = create_attack("worst")
     budget = worst.budget(0.1)
-    assert (budget.steps, budget.restarts, budget.queries, budget.seed) == (50, 1, 1000, 0)
+    assert (budget.steps, budget.restarts, budget.queries, budget.seed) == (50, 1, 500, 0)
     assert create_attack("worst", steps=100).budget(0.1).steps == 100  # the converged flag doubles it
     aa = create_attack("aa")
     assert [m.budget(0.1).steps for m in aa.members[:2]] == [100, 100] and aa.members[1].targets == 9

@@ -14,7 +14,7 @@ user gives none, the ensemble's own budget:
 
 * ``worst`` (L∞): FGSM and IFGSM (the paper's attacks, Kurakin's schedule), then PGD with
   CE, APGD-CE, APGD-DLR and APGD-T (3 target classes) with 50 steps each, and Square with
-  1,000 queries. The budget is chosen so the quick digits run stays quick; the
+  500 queries. The budget is chosen so the quick digits run stays quick; the
   ``converged`` masking flag (docs/flags.md) checks on every member that doubling it
   does not lower the accuracy, and ``--steps`` / ``--targets`` / ``--queries`` raise it;
 * ``aa`` (L∞): AutoAttack's standard version without FAB-T and its budgets: APGD-CE
@@ -42,7 +42,7 @@ QUICK = {"steps": QUICK_STEPS}
 ENSEMBLES: dict[str, tuple[tuple[str, tuple[str, ...], dict], ...]] = {
     "worst": (("fgsm", (), {}), ("ifgsm", (), {}), ("pgd", GRADIENT_BUDGET, QUICK),
               ("apgd-ce", GRADIENT_BUDGET, QUICK), ("apgd-dlr", GRADIENT_BUDGET, QUICK),
-              ("apgd-t", TARGETED_BUDGET, {**QUICK, "targets": 3}), ("square", QUERY_BUDGET, {"queries": 1000})),
+              ("apgd-t", TARGETED_BUDGET, {**QUICK, "targets": 3}), ("square", QUERY_BUDGET, {"queries": 500})),
     "aa": (("apgd-ce", GRADIENT_BUDGET, {"steps": 100}), ("apgd-t", TARGETED_BUDGET, {"steps": 100, "targets": 9}),
            ("square", QUERY_BUDGET, {"queries": 5000})),
     "worst-l2": (("fgm", (), {}), ("pgd-l2", GRADIENT_BUDGET, QUICK), ("apgd-ce-l2", GRADIENT_BUDGET, QUICK),

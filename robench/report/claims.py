@@ -18,7 +18,7 @@ an entry to :data:`CLAIMS`; the report's claims table and its definitions come f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
@@ -115,8 +115,8 @@ PAPER_CLAIMS = (
 def under_worst_case(claim: Claim) -> Claim:
     """``claim`` read on the white-box worst case instead of the paper's FGSM/IFGSM (key
     ``<key>w``): the same comparison under attacks that gradient masking cannot fool."""
-    return Claim(f"{claim.key}w", f"{claim.statement} (worst case)", claim.source, claim.treatment,
-                 claim.reference, ("whitebox",), claim.match, claim.highest, WORST_CASE)
+    return replace(claim, key=f"{claim.key}w", statement=f"{claim.statement} (worst case)", modes=("whitebox",),
+                   attacks=WORST_CASE)
 
 
 #: Every claim: the paper's, then each white-box attack claim again under the worst case.

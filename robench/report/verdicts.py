@@ -4,8 +4,9 @@ verdict needs before it says anything.
 For each claim (:mod:`robench.report.claims`) the sample is one paired difference per
 unit (training seed or repeat). Its test is the two-sided one-sample t-test of mean 0
 (scipy), its interval the Student-t interval over units. The claims that can be tested
-(at least :data:`MIN_UNITS` units on each side and in the pairing, a spread, no gating
-flag) form one family, adjusted with Holm's step-down (statsmodels): each claim's
+(at least :data:`MIN_UNITS` units on each side and in the pairing, a spread) form one
+family, withheld ones included (so a flag on one claim's members never makes the test of
+another claim less strict), adjusted with Holm's step-down (statsmodels): each claim's
 adjusted interval is the t-interval at its own step's level, 1 − α / (m − k + 1).
 
 - **supported** / **contradicted**: the Holm-adjusted p-value is below α = 0.05, with
@@ -16,7 +17,8 @@ adjusted interval is the t-interval at its own step's level, 1 − α / (m − k
   :func:`robench.stats.detectable_effect`), from the observed spread;
 - **withheld**: a member whose records the claim uses failed a gating validity flag
   (:data:`robench.report.gates.GATING_FLAGS`) that ``explained_flags.toml`` does not explain; the claim
-  is shown with its numbers and outside the family until the flag is explained.
+  is shown with its numbers and its adjusted p-value, and without a verdict, until the
+  flag is explained.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Mapping
 
 import pandas as pd
 
+from robench.evaluate.masking import MASKING_FLAGS
 from robench.report.claim_data import Units
 from robench.report.claims import CLAIMS, Claim, Sample, claim_sample, units_of
 from robench.stats import detectable_effect, holm, one_sample_t, t_interval
@@ -88,14 +91,16 @@ def evaluate_claims(attacks: pd.DataFrame, experiments: dict[str, pd.DataFrame],
         n = len(sample.differences)
         mean, sd, p = one_sample_t(sample.differences.tolist())
         low, high = t_interval(mean, sd, n, 1 - ALPHA)
-        blocked = sorted(m for m in sample.members if m in gates)
+        held = {m: flags for m in sample.members if (flags := _holding(claim, gates.get(m, [])))}
+        blocked = sorted(held)
         rows.append({
             "claim": claim.key, "statement": claim.statement, "data": claim.data, "unit": claim.unit,
             "treatment_units": sample.treatment_units, "reference_units": sample.reference_units, "n": n,
             "difference": mean, "sd": sd, "ci_low": low, "ci_high": high, "p": p,
-            "blocked": blocked, "missing": sample.missing, "detail": sample.detail, "definition": claim.definition,
+            "blocked": blocked, "held": held, "missing": sample.missing, "detail": sample.detail,
+            "definition": claim.definition,
             "testable": (not sample.missing and min(n, sample.treatment_units, sample.reference_units) >= MIN_UNITS
-                         and math.isfinite(p) and not blocked),
+                         and math.isfinite(p)),
         })
     frame = pd.DataFrame(rows)
     family = frame.index[frame["testable"]]
@@ -107,11 +112,19 @@ def evaluate_claims(attacks: pd.DataFrame, experiments: dict[str, pd.DataFrame],
     adjusted_ci = [t_interval(r.difference, r.sd, r.n, 1 - r.adjusted_level) if r.testable else (math.nan, math.nan)
                    for r in frame.itertuples()]
     frame["adjusted_low"], frame["adjusted_high"] = zip(*adjusted_ci) if adjusted_ci else ((), ())
-    frame["verdict"], frame["reason"] = zip(*[_verdict(r, gates, m) for r in frame.itertuples()])
+    frame["verdict"], frame["reason"] = zip(*[_verdict(r, m) for r in frame.itertuples()])
     return frame[list(CLAIM_COLUMNS)]
 
 
-def _verdict(r, gates: Mapping[str, list[str]], m: int) -> tuple[str, str]:
+def _holding(claim: Claim, flags: list[str]) -> list[str]:
+    """The gating flags (``flag (scope)``) of a member that hold ``claim`` back: all of
+    them, but a gradient-masking flag only where the claim reads white-box cells (a
+    member's masked gradient weakens attacks on it crafted with its own gradient, not
+    transfer attacks crafted on another model's)."""
+    return [f for f in flags if "whitebox" in claim.modes or f.split(" ", 1)[0] not in MASKING_FLAGS]
+
+
+def _verdict(r, m: int) -> tuple[str, str]:
     """(verdict, reason) of one claim row (see the module docstring)."""
     unit = f"{r.unit}s"
     detectable = (f"; with {r.n} {unit} and this spread, effects smaller than ±{r.detectable:.4f} go undetected "
@@ -119,7 +132,7 @@ def _verdict(r, gates: Mapping[str, list[str]], m: int) -> tuple[str, str]:
     if r.missing:
         return INCONCLUSIVE, f"no data: {r.missing}"
     if r.blocked:
-        flags = "; ".join(f"{member}: {', '.join(gates[member])}" for member in r.blocked)
+        flags = "; ".join(f"{member}: {', '.join(r.held[member])}" for member in r.blocked)
         return WITHHELD, (f"withheld until explained (results/explained_flags.toml): failed validity flags of the "
                           f"members it uses — {flags}")
     if min(r.n, r.treatment_units, r.reference_units) < MIN_UNITS:
