@@ -297,7 +297,7 @@ def agreement(robench: dict[Cell, int], peer: dict[Cell, int], samples: int,
     return {
         "cells": len(keys), "compared": len(both), "identical_cells": sum(robench[k] == peer[k] for k in both),
         "max_excess_points": excess[worst] if worst else None, "max_excess_cell": cell(worst) if worst else None,
-        "max_deficit_points": -min(excess.values()) if both else None,
+        "max_deficit_points": 0.0 - min(excess.values()) if both else None,  # 0.0 - 0.0 is 0.0, not -0.0
         "mean_diff_points": statistics.fmean(excess.values()) if both else None,
         "bar_points": bar_points, "cells_over_bar": over, "missing": missing,
         "within_bar": bool(both) and not over and not missing,

@@ -177,3 +177,14 @@ def test_norm_ranges_are_user_errors(trained):
     fgm(model, x[:4], y[:4], 1.5)  # an L2 budget above 1 is fine ...
     with pytest.raises(UserError, match=r"eps must be in \[0, 8\]"):
         fgm(model, x[:4], y[:4], 9.0)  # ... up to √64 for 8×8 images
+
+
+def test_the_ensemble_spends_nothing_at_eps_zero(trained):
+    """At ε = 0 the ball is the input itself: no member runs, and the clean points count
+    as robust after every member."""
+    model, x, y = trained
+    worst = _quick("worst")
+    (adv,) = worst.sweep(model, x, y, [0.0])
+    assert torch.equal(adv, x) and worst.last_sweep_image_steps == 0
+    clean = int(_correct(model, x, y).sum())
+    assert [worst.robust_after[(0.0, k)] for k in range(len(worst.members))] == [clean] * len(worst.members)

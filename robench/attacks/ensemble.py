@@ -113,11 +113,16 @@ class WorstCase(Attack):
     def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: list[float]) -> torch.Tensor:
         """Each member on the points still robust; a point keeps the first adversarial found.
         Adds, per ε, how many of these points are robust after each member to
-        ``robust_after`` (the sweep's per-member breakdown)."""
+        ``robust_after`` (the sweep's per-member breakdown). At ε = 0 no member runs: the
+        only point in the ball is x, robust exactly when it is classified correctly."""
         adv = x.clone()  # (N, ...)
         alive = torch.nonzero(self.predict(model, x) == y).flatten()  # robust so far
         eps_of = torch.tensor(eps, dtype=torch.float64)
+        at_zero = eps_of[alive.cpu()] == 0
+        pinned = alive[at_zero.to(alive.device)]  # ε = 0: the ball is x itself, no member can move it
+        alive = alive[~at_zero.to(alive.device)]
         for k, member in enumerate(self.members):
+            self._count_robust(k, eps_of[pinned.cpu()])
             if len(alive):
                 keep = alive.tolist()
                 grads, queries = member._grad_rows, member._query_rows
