@@ -13,7 +13,7 @@ logits, as
 
 Three implementations on the same models and data:
 
-* ``robench``: ``run_attack_plan(AttackPlan(mode, attacker="all"), ...)``, the path of
+* ``robench``: ``run_attack_plan(AttackPlan(mode, attacker="all" for black-box), ...)``, the path of
   ``robench attack --blackbox --attacker all`` or ``robench attack --whitebox``, with
   in-memory members and a result store in a temporary folder; one plan per attack, so
   each is timed on its own. ``robench attack --whitebox`` also runs the ε = 1 sanity
@@ -173,7 +173,7 @@ def run_robench(dataset, members, eps, chunk, device, precision: str = "auto",
     with tempfile.TemporaryDirectory() as tmp:
         store = ResultStore(Path(tmp))
         for name in ATTACKS:
-            plan = AttackPlan(mode, attacks=(name,), eps=list(eps), attacker="all",
+            plan = AttackPlan(mode, attacks=(name,), eps=list(eps), attacker="all" if mode == "blackbox" else None,
                               chunk_size=chunk, precision=precision)
             with _counted_image_steps() as record:
                 seconds[name], (rows, _) = timed(lambda: run_attack_plan(plan, dataset, members, store), device)

@@ -38,7 +38,7 @@ def records(rows: int) -> list[AttackRecord]:
             num_classes=10, attack=attack, attack_loss="ce", backend="native", eps=eps,
             steps=1 if attack == "fgsm" else 80, step_size=eps if attack == "fgsm" else 1 / 255,
             schedule="default", n=10000, precision="fp32", correct=9000 - i % 9000, clean_correct=9900,
-            robench_version="0.1.0", torch_version="2.x"))
+            threads=1, determinism=None, robench_version="0.1.0", torch_version="2.x"))
     return out
 
 

@@ -7,36 +7,77 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
+import os
 import sys
 from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
 from robench.device import PRECISION_CHOICES, set_compile_training, set_default_precision, use_ieee_fp32
-from robench.errors import UserError
+from robench.errors import DiskFull, UserError
+from robench.io import NO_SPACE
 
 log = logging.getLogger("robench")
 
 
 def _csv(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
+    """An argparse type: comma-separated names, at least one."""
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {value!r}")
+    return names
 
 
 def _int_list(value: str) -> list[int]:
-    try:
-        return [int(v) for v in _csv(value)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {value!r}") from None
+    """An argparse type: comma-separated integers >= 0, at least one."""
+    parts = [v.strip() for v in value.split(",") if v.strip()]
+    numbers = [int(v) if v.isdecimal() else -1 for v in parts]
+    if not numbers or min(numbers) < 0:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 0, got {value!r}")
+    return numbers
+
+
+def _folder(value: str) -> Path:
+    """An argparse type: a folder path; where it exists, a folder (not a file)."""
+    path = Path(value)
+    if not value or (path.exists() and not path.is_dir()):
+        what = "the file " if value else ""
+        raise argparse.ArgumentTypeError(f"expected a folder, got {what}{value!r}")
+    return path
+
+
+def _existing_folder(value: str) -> Path:
+    """An argparse type: a folder that exists."""
+    path = _folder(value)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"no folder {value!r}; give an existing folder")
+    return path
+
+
+def _output_folder(value: str) -> Path:
+    """An argparse type: a folder robench can write into, or create inside one."""
+    path = _folder(value)
+    parent = path
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot create folder {value!r}: {str(parent)!r} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot write into {str(parent)!r} (permission denied); "
+                                         "give a folder you can write to")
+    return path
 
 
 def _emit(text: str) -> None:
     sys.stdout.write(text + "\n")
 
 
-def _common(p: argparse.ArgumentParser, dataset_required: bool = True) -> None:
+def _common(p: argparse.ArgumentParser, dataset_required: bool = True, writes_zoo: bool = False) -> None:
     if dataset_required:
         p.add_argument("--dataset", required=True, help="dataset name (see `robench data list`)")
-    p.add_argument("--zoo-dir", type=Path, default=Path("zoo"), help="zoo folder (default ./zoo)")
-    p.add_argument("--data-root", type=Path, default=Path("data"), help="dataset folder (default ./data)")
+    p.add_argument("--zoo-dir", type=_output_folder if writes_zoo else _folder, default=Path("zoo"),
+                   help="zoo folder (default ./zoo)")
+    p.add_argument("--data-root", type=_folder, default=Path("data"), help="dataset folder (default ./data)")
 
 
 def _device_options(p: argparse.ArgumentParser, training: bool = True) -> None:
@@ -149,6 +190,8 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 def _results_dir(args: argparse.Namespace) -> Path:
     """``--results-dir``, else ``reports/<--dataset>/results``."""
+    if args.dataset:
+        _known_dataset(args.dataset)
     if args.results_dir:
         return args.results_dir
     if not args.dataset:
@@ -203,14 +246,27 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def _step_size(value: str) -> float:
-    """``--step-size``: a number or a fraction like 1/255, in (0, 1] (pixels live in [0, 1])."""
+def _fraction(value: str) -> float:
+    """A number or a fraction like 8/255; NaN where it is neither."""
     num, _, den = value.partition("/")
     try:
-        number = float(num) / float(den) if den else float(num)
+        return float(num) / float(den) if den else float(num)
     except (ValueError, ZeroDivisionError):
-        number = -1.0
-    if not 0 < number <= 1:
+        return math.nan
+
+
+def _matrix_eps(value: str) -> float:
+    """``--matrix-eps``: a finite ε >= 0, or a fraction like 8/255."""
+    number = _fraction(value)
+    if not (math.isfinite(number) and number >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0 like 0.1 or 8/255, got {value!r}")
+    return number
+
+
+def _step_size(value: str) -> float:
+    """``--step-size``: a number or a fraction like 1/255, in (0, 1] (pixels live in [0, 1])."""
+    number = _fraction(value)
+    if not 0 < number <= 1:  # False for NaN
         raise argparse.ArgumentTypeError(
             f"expected a step size in (0, 1] for pixels in [0, 1], like 0.004 or 1/255, got {value!r}")
     return number
@@ -231,10 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="the whole pipeline: zoo, attacks, experiments, report (resumable)")
-    _common(run, dataset_required=False)
+    _common(run, dataset_required=False, writes_zoo=True)
     run.add_argument("--dataset", default="digits", help="dataset name (default digits, built in)")
     run.add_argument("--preset", default="quick", help="paper | quick (default quick)")
-    run.add_argument("--reports-dir", type=Path, default=Path("reports"), help="default ./reports")
+    run.add_argument("--reports-dir", type=_output_folder, default=Path("reports"), help="default ./reports")
     run.add_argument("--num-samples", type=_int_at_least(0), default=0,
                      help="attack the first N test images only (default: all)")
     _device_options(run)
@@ -242,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train models").add_subparsers(dest="what", required=True)
     tz = train.add_parser("zoo", help="train a dataset's zoo (skips trained members, resumes killed ones)")
-    _common(tz)
+    _common(tz, writes_zoo=True)
     tz.add_argument("--preset", default="quick", help="paper | quick (default quick)")
     tz.add_argument("--members", type=_csv, help="comma-separated member or loss names")
     tz.add_argument("--seeds", type=_int_list, help="comma-separated seeds")
@@ -285,26 +341,26 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--num-samples", type=_int_at_least(0), default=0, help="first N test samples (default: all)")
     at.add_argument("--batch-size", type=_int_at_least(1), default=0,
                     help="test samples attacked together (default 256 on CPU, 4096 on CUDA)")
-    at.add_argument("--results-dir", type=Path, help="default reports/<dataset>/results")
+    at.add_argument("--results-dir", type=_output_folder, help="default reports/<dataset>/results")
     _device_options(at, training=False)
     at.add_argument("--force", action="store_true", help="recompute cells already stored")
     at.set_defaults(func=cmd_attack)
 
     ex = sub.add_parser("experiment", help="the paper's generalization or noisy-label experiment")
     ex.add_argument("experiment", choices=("generalization", "noise"))
-    _common(ex)
+    _common(ex, writes_zoo=True)
     ex.add_argument("--preset", default="quick", help="paper | quick (default quick)")
     ex.add_argument("--members", type=_csv, help="comma-separated member or loss names (default: the zoo definition)")
-    ex.add_argument("--results-dir", type=Path, help="default reports/<dataset>/results")
+    ex.add_argument("--results-dir", type=_output_folder, help="default reports/<dataset>/results")
     _device_options(ex)
     ex.add_argument("--force", action="store_true", help="recompute cells already stored")
     ex.set_defaults(func=cmd_experiment)
 
     rp = sub.add_parser("report", help="tables, figures, claims and flags as index.html and report.md")
     _common(rp)
-    rp.add_argument("--results-dir", type=Path, help="default reports/<dataset>/results")
-    rp.add_argument("--out", type=Path, help="default reports/<dataset>")
-    rp.add_argument("--matrix-eps", type=float, help="ε of the attacker × defender heatmap (default: mid-grid)")
+    rp.add_argument("--results-dir", type=_existing_folder, help="default reports/<dataset>/results")
+    rp.add_argument("--out", type=_output_folder, help="default reports/<dataset>")
+    rp.add_argument("--matrix-eps", type=_matrix_eps, help="ε of the attacker × defender heatmap (default: mid-grid)")
     ev = rp.add_argument_group("evaluation", "which attack records the figures and claims read (default: the "
                                "protocol's: attack loss ce, backend native, schedule default)")
     ev.add_argument("--run-id", help="the records of one stored run (see `robench results runs`)")
@@ -320,21 +376,21 @@ def build_parser() -> argparse.ArgumentParser:
         dest="what", required=True)
     rx = res.add_parser("export", help="write the store's tables as CSV or Parquet (attacks, experiments, flags, runs)")
     rx.add_argument("--dataset", help="the store in reports/<dataset>/results")
-    rx.add_argument("--results-dir", type=Path, help="the results folder holding results.sqlite")
+    rx.add_argument("--results-dir", type=_existing_folder, help="the results folder holding results.sqlite")
     rx.add_argument("--format", default="csv", choices=("csv", "parquet"), help="default csv")
-    rx.add_argument("--out", type=Path, help="folder to write to (default: the results folder)")
+    rx.add_argument("--out", type=_output_folder, help="folder to write to (default: the results folder)")
     rx.set_defaults(func=cmd_results_export)
     rm = res.add_parser("migrate", help="turn the result CSVs of robench before the store into records, once")
     rm.add_argument("dir", type=Path, help="results folder, e.g. reports/digits/results")
     rm.set_defaults(func=cmd_results_migrate)
     rr = res.add_parser("runs", help="the stored run configurations (run ids for robench report --run-id)")
     rr.add_argument("--dataset", help="the store in reports/<dataset>/results")
-    rr.add_argument("--results-dir", type=Path, help="the results folder holding results.sqlite")
+    rr.add_argument("--results-dir", type=_existing_folder, help="the results folder holding results.sqlite")
     rr.set_defaults(func=cmd_results_runs)
 
     data = sub.add_parser("data", help="which datasets are present")
     data.add_argument("action", choices=("list", "check"))
-    data.add_argument("--data-root", type=Path, default=Path("data"))
+    data.add_argument("--data-root", type=_folder, default=Path("data"))
     data.set_defaults(func=cmd_data)
     return parser
 
@@ -355,6 +411,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except (NotADirectoryError, IsADirectoryError, FileExistsError, PermissionError) as exc:
         sys.stderr.write(f"robench: error: {exc.strerror}: {exc.filename}; check the folder and file paths given\n")
+        return 2
+    except OSError as exc:
+        if exc.errno not in NO_SPACE:
+            raise
+        sys.stderr.write(f"robench: error: {DiskFull(exc.filename or 'a file')}\n")  # a write outside atomic_write
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("robench: interrupted; re-run the same command to resume\n")

@@ -37,6 +37,11 @@ def set_default_precision(name: str) -> None:
     _default_precision = _checked_precision(name)
 
 
+def default_precision() -> str:
+    """What ``auto`` means for this process (:func:`set_default_precision`)."""
+    return _default_precision
+
+
 def resolve_precision(name: str, device: torch.device) -> str:
     """``auto`` → the process default set by :func:`set_default_precision`, which is
     itself ``auto`` unless the CLI's ``--precision`` says otherwise: ``bf16`` on CUDA,

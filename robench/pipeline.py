@@ -97,22 +97,43 @@ def _whitebox_on_every_core(dataset: str, plan, members: list[str], zoo_dir: Pat
     to one single-threaded process per core (the small models of the quick zoos use one
     core each better than two threads do), all writing the one result store; the flags
     are then computed once over every record."""
-    from robench.device import resolve_device
+    from robench.device import default_precision, resolve_device
     from robench.evaluate.attack_runner import run_attacks
 
     workers = min(len(os.sched_getaffinity(0)), len(members))
     plans = [dataclasses.replace(plan, defenders=tuple(members[i::workers])) for i in range(workers)]
     if workers > 1 and resolve_device(device).type == "cpu":
-        with multiprocessing.get_context("spawn").Pool(workers, initializer=_one_thread) as pool:
+        with multiprocessing.get_context("spawn").Pool(workers, initializer=_start_worker,
+                                                       initargs=(default_precision(),)) as pool:
             pool.starmap(run_attacks, [(dataset, p, zoo_dir, results, device, data_root) for p in plans])
     return run_attacks(dataset, dataclasses.replace(plan, defenders=tuple(members)), zoo_dir, results, device,
                        data_root)
 
 
-def _one_thread() -> None:
+def _start_worker(precision: str) -> None:
+    """A worker's start: death with the run (see :func:`_die_with_parent`), one thread, and
+    the numeric settings the command line gave the run's own process."""
     import torch
 
+    from robench.device import set_default_precision, use_ieee_fp32
+
+    _die_with_parent()
     torch.set_num_threads(1)
+    use_ieee_fp32()
+    set_default_precision(precision)
+
+
+def _die_with_parent() -> None:
+    """On Linux, ask the kernel to SIGKILL this worker when the process that started it
+    dies: a ``robench run`` killed with SIGKILL (or by the OOM killer) must not leave
+    workers attacking and writing the store while the same command is run again."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _export_csv(results_dir: Path) -> list[Path]:

@@ -16,7 +16,6 @@ defender). The training seed is the unit of a claim (docs/protocol.md, "Claims")
 
 from __future__ import annotations
 
-import json
 import subprocess
 import tomllib
 from dataclasses import dataclass
@@ -24,15 +23,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save
 from torch import nn
 
 import robench
+from robench.cards import card_problem
 from robench.config import LossSpec, from_dict
 from robench.errors import UserError
 from robench.io import atomic_write, atomic_write_json, sha256_file
-from robench.models import create_model
+from robench.jsonfile import one_line, read_json_object, shown
+from robench.models import HEADS, MODELS, create_model
+from robench.tensorfile import load_checked, spec_of
 
 WEIGHTS = "weights.safetensors"
 CARD = "card.json"
@@ -40,7 +41,8 @@ SOURCE_ZOO = Path(__file__).resolve().parent.parent / "zoo"
 DEFAULT_HEAD = {"ce": "linear", "hinge": "linear", "1toN": "unit", "1toN+ce": "unit"}
 MEMBER_KEYS = {"loss", "delta", "bound", "head", "seeds"}
 DEFINITION_KEYS = {"architecture", "seeds", "members", "attackers"}
-ROLES = ("defender", "attacker")
+RETRAIN = "retrain the member with `robench train zoo --force`"
+MAX_SEED = 2**32 - 1  # a definition's seeds; an experiment's training seeds are 1000 times larger
 
 
 @dataclass(frozen=True)
@@ -99,17 +101,24 @@ def load_definition(dataset: str, zoo_dir: Path, preset: str = "quick") -> list[
     each configuration over the seeds of ``preset`` (unknown keys are errors)."""
     path = definition_path(dataset, zoo_dir)
     try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{path}: not valid TOML ({exc})") from None
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:  # TOMLDecodeError, or an integer too long to convert
+        raise UserError(f"{path}: not valid TOML ({one_line(exc)})") from None
+    except RecursionError:
+        raise UserError(f"{path}: not valid TOML (nested too deep)") from None
     unknown = set(data) - DEFINITION_KEYS
     if unknown:
         raise UserError(f"{path}: unknown keys {sorted(unknown)}; valid: {sorted(DEFINITION_KEYS)}")
     arch = data.get("architecture")
+    if arch is not None and not (isinstance(arch, str) and arch in MODELS):
+        raise UserError(f"{path}: architecture is {shown(arch)}; valid: {', '.join(MODELS.names())}")
     seeds = _preset_seeds(path, data.get("seeds", [0]), preset)
     members: list[MemberDef] = []
     for role, key in (("defender", "members"), ("attacker", "attackers")):
-        for entry in data.get(key, []):
+        entries = data.get(key, [])
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise UserError(f"{path}: {key} must be [[{key}]] tables, got {shown(entries)}")
+        for entry in entries:
             members.extend(_entry_members(path, entry, arch, seeds, role))
     if not arch or not any(m.role == "defender" for m in members):
         raise UserError(f"{path}: needs 'architecture' and at least one [[members]] entry")
@@ -123,8 +132,9 @@ def _preset_seeds(path: Path, seeds: Any, preset: str) -> list[int]:
         if preset not in seeds:
             raise UserError(f"{path}: seeds has no entry for preset {preset!r}; it has {', '.join(sorted(seeds))}")
         seeds = seeds[preset]
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
-        raise UserError(f"{path}: seeds must be a non-empty list of non-negative integers, got {seeds!r}")
+    if not isinstance(seeds, list) or not seeds or not all(type(s) is int and 0 <= s <= MAX_SEED for s in seeds):
+        raise UserError(f"{path}: seeds must be a non-empty list of integers from 0 to {MAX_SEED}, "
+                        f"got {shown(seeds)}")
     return seeds
 
 
@@ -134,8 +144,17 @@ def _entry_members(path: Path, entry: dict[str, Any], arch: str, seeds: list[int
         raise UserError(f"{path}: unknown member keys {sorted(unknown)}; valid: {sorted(MEMBER_KEYS)}")
     if role == "attacker" and "seeds" not in entry:
         raise UserError(f"{path}: an [[attackers]] entry needs its own seeds, which no member has")
-    loss = LossSpec(entry["loss"], float(entry.get("delta", 1.0)), entry.get("bound", "sym"))
+    delta = entry.get("delta", 1.0)
+    if "loss" not in entry or type(delta) not in (int, float):
+        raise UserError(f"{path}: a member entry needs a loss ({', '.join(DEFAULT_HEAD)}) and a number as delta, "
+                        f"got {shown(entry)}")
+    try:
+        loss = LossSpec(entry["loss"], float(delta), entry.get("bound", "sym"))
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None
     head = entry.get("head", DEFAULT_HEAD[loss.name])
+    if not (isinstance(head, str) and head in HEADS):
+        raise UserError(f"{path}: head is {shown(head)}; valid: {', '.join(HEADS)}")
     return [MemberDef(loss, head, seed, arch, role) for seed in _preset_seeds(path, entry.get("seeds", seeds), "")]
 
 
@@ -185,7 +204,8 @@ def versions() -> dict[str, str]:
 def save_member(folder: Path, model: nn.Module, card: dict[str, Any]) -> dict[str, Any]:
     """Write weights then the card (with the weights' SHA-256), each atomically."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write(folder / WEIGHTS, lambda tmp: save_file(state, str(tmp)))
+    data = save(state)  # bytes, written by Python: a full disk raises OSError (ENOSPC), not SafetensorError
+    atomic_write(folder / WEIGHTS, lambda tmp: tmp.write_bytes(data))
     card = {**card, "weights_sha256": sha256_file(folder / WEIGHTS)}
     atomic_write_json(folder / CARD, card)
     return card
@@ -195,18 +215,18 @@ CARD_KEYS = ("name", "architecture", "num_classes", "head", "mean", "std", "loss
 
 
 def read_card(folder: Path) -> dict[str, Any]:
-    """A member's card; missing, corrupt or incomplete cards are UserErrors naming the file."""
+    """A member's card; missing, corrupt or incomplete cards, and cards with a value of
+    the wrong type or range (:func:`robench.cards.card_problem`), are UserErrors naming the file."""
     path = Path(folder) / CARD
     if not path.exists():
         raise UserError(f"no zoo member at {folder} ({CARD} missing); train it with `robench train zoo`")
-    try:
-        card = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path} is corrupt: {exc}") from None
-    absent = [k for k in CARD_KEYS if k not in card] if isinstance(card, dict) else list(CARD_KEYS)
+    card = read_json_object(path, RETRAIN)
+    absent = [k for k in CARD_KEYS if k not in card]
     if absent:
-        raise UserError(f"{path} is incomplete (no {', '.join(absent)}); retrain the member with "
-                        "`robench train zoo --force`")
+        raise UserError(f"{path} is incomplete (no {', '.join(absent)}); {RETRAIN}")
+    problem = card_problem(card)
+    if problem:
+        raise UserError(f"{path} is invalid: {problem}; {RETRAIN}")
     return card
 
 
@@ -219,27 +239,36 @@ def load(folder: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, d
     """Rebuild a member from its card and verified weights; eval mode on ``device``.
 
     Raises UserError when the weights are missing, their SHA-256 differs from the card's,
-    or they do not fit the card's architecture.
+    or they are not a safetensors file holding exactly the tensors of the card's
+    architecture, class count and head (checked on the file's header before any tensor
+    is read or the model is built, :mod:`robench.tensorfile`).
     """
     folder = Path(folder)
     card = read_card(folder)
     weights = folder / WEIGHTS
-    if not weights.exists():
+    if not weights.is_file():
         raise UserError(f"{weights} is missing; retrain the member")
-    if sha256_file(weights) != card.get("weights_sha256"):
+    if sha256_file(weights) != card["weights_sha256"]:
         raise UserError(f"{weights} does not match the SHA-256 in its card; the file was changed or corrupted")
+    expected = _expected_tensors(card)
+    what = f"architecture {card['architecture']!r} ({card['num_classes']} classes, {card['head']} head)"
+    state = load_checked(weights, expected.get, set(expected), what, RETRAIN)
     model = create_model(card["architecture"], card["num_classes"], card["head"],
                          tuple(card["mean"]), tuple(card["std"]))
-    try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError) as exc:
-        raise UserError(f"{weights} is not a readable safetensors file ({exc}); retrain the member") from None
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise UserError(f"{weights} does not fit architecture {card['architecture']!r}: {first}") from None
     return model.to(device).eval(), card
+
+
+def _expected_tensors(card: dict[str, Any]) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Name → (dtype, shape) of the card's model, built on the meta device (nothing allocated)."""
+    with torch.device("meta"):
+        model = create_model(card["architecture"], card["num_classes"], card["head"],
+                             tuple(card["mean"]), tuple(card["std"]))
+    return {name: spec_of(tensor) for name, tensor in model.state_dict().items()}
 
 
 def loss_spec_of(card: dict[str, Any]) -> LossSpec:

@@ -18,11 +18,16 @@ def _row(card: dict[str, Any]) -> tuple[str, ...]:
         card["head"],
         f"{loss['delta']:g}" if loss["name"] != "ce" else "-",
         str(card["seed"]),
-        f"{card['clean_test_accuracy']:.4f}",
-        f"{card['val_accuracy']:.4f}",
-        str(card["epochs"]),
+        _accuracy(card.get("clean_test_accuracy")),
+        _accuracy(card.get("val_accuracy")),
+        str(card.get("epochs", "-")),
         card["weights_sha256"][:12],
     )
+
+
+def _accuracy(value: float | None) -> str:
+    """An accuracy with four decimals; ``-`` for a card without it."""
+    return "-" if value is None else f"{value:.4f}"
 
 
 def format_zoo_table(cards: list[dict[str, Any]]) -> str:

@@ -20,6 +20,19 @@ REPO = Path(__file__).resolve().parent.parent
 FIXTURE_EPOCHS = 10  # a third of the quick preset: every member reaches 0.897-0.97 (AMD EPYC and earlier boxes)
 
 
+@pytest.fixture
+def tiny_counts(monkeypatch):
+    """Every dataset source's official counts set to the tiny counts tests/fileformats.py
+    writes by default; call the returned object's methods to set others."""
+    from fileformats import TinyCounts
+
+    counts = TinyCounts(monkeypatch)
+    counts.idx()
+    counts.cifar()
+    counts.imagenet32()
+    return counts
+
+
 @pytest.fixture(scope="session")
 def digits():
     """The digits dataset on CPU."""

@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from robench.attacks import create_attack
+from robench.determinism import determinism_settings, settings_text
 from robench.store import AttackRecord, ExperimentRecord
+
+DETERMINISM = settings_text(determinism_settings())
 
 
 def attack_record(attacker: str = "a", defender: str = "a", attack: str = "fgsm", eps: float = 0.1,
@@ -22,7 +25,7 @@ def attack_record(attacker: str = "a", defender: str = "a", attack: str = "fgsm"
         defender_delta=1.0, defender_head="linear", defender_seed=0, split_hash="s" * 64, num_classes=10,
         attack=attack, attack_loss="ce", backend="native", eps=eps, steps=steps, step_size=step_size,
         schedule="default", n=n, precision="fp32", correct=correct, clean_correct=clean,
-        robench_version="0.1.0", torch_version="2.x", timestamp="2026-01-01T00:00:00Z")
+        threads=2, determinism=DETERMINISM, robench_version="0.1.0", torch_version="2.x", timestamp="2026-01-01T00:00:00Z")
     return AttackRecord(**{**values, **fields})
 
 
@@ -35,5 +38,5 @@ def experiment_record(member: str = "ce-s0", setting: float = 0.1, repeat: int =
         member=member, model=f"{member}-x-r{repeat}", loss="ce", bound="", delta=None, head="linear",
         num_train=100, num_flipped=None, num_test=360, test_accuracy=accuracy, stop_reason="epochs", epochs=3,
         steps=9, weights_sha256="w" * 64, split_hash="s" * 64, seed=0, train_seed=repeat, preset="quick",
-        spec_hash="h" * 16, robench_version="0.1.0", torch_version="2.x", timestamp="2026-01-01T00:00:00Z")
+        spec_hash="h" * 16, threads=2, determinism=DETERMINISM, robench_version="0.1.0", torch_version="2.x", timestamp="2026-01-01T00:00:00Z")
     return ExperimentRecord(**{**values, **fields})

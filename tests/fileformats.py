@@ -1,5 +1,10 @@
 """Writers of tiny dataset files in the exact real formats (idx, CIFAR-10 pickles,
-Imagenet32 npz); each image encodes its own index in its first pixels."""
+Imagenet32 npz); each image encodes its own index in its first pixels.
+
+The loaders refuse any copy whose sample counts differ from the published ones, so a
+test that loads tiny files first sets each source's official counts to the tiny counts
+written, with the :func:`tiny_counts` fixture (import it into the test module).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,35 @@ import struct
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
+from robench.data import cifar10, imagenet32, mnist
 from robench.data.idx import write_idx_images, write_idx_labels
+
+
+class TinyCounts:
+    """Sets the official-count constants of the file-based sources (mnist and
+    fashion-mnist, cifar10, imagenet32) for one test, through ``monkeypatch``."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.monkeypatch = monkeypatch
+
+    def idx(self, n_train: int = 50, n_test: int = 20) -> None:
+        """mnist and fashion-mnist: the counts :func:`write_idx_set` wrote."""
+        self.monkeypatch.setitem(mnist.OFFICIAL_COUNTS, "train", n_train)
+        self.monkeypatch.setitem(mnist.OFFICIAL_COUNTS, "t10k", n_test)
+
+    def cifar(self, per_batch: int = 20, n_test: int = 20) -> None:
+        """cifar10: the counts :func:`write_cifar` wrote."""
+        for name in cifar10.TRAIN_FILES:
+            self.monkeypatch.setitem(cifar10.OFFICIAL_COUNTS, name, per_batch)
+        self.monkeypatch.setitem(cifar10.OFFICIAL_COUNTS, cifar10.TEST_FILE, n_test)
+
+    def imagenet32(self, per_file: int = 7, n_val: int = 11) -> None:
+        """imagenet32: the counts :func:`write_imagenet32` wrote."""
+        self.monkeypatch.setitem(imagenet32.OFFICIAL_COUNTS, "train", 10 * per_file)
+        self.monkeypatch.setitem(imagenet32.OFFICIAL_COUNTS, "val", n_val)
 
 
 def _images(n: int, shape: tuple[int, ...], seed: int) -> np.ndarray:

@@ -359,3 +359,38 @@ def test_a_report_from_the_migrated_results_holds_every_legacy_number(tmp_path, 
         rows = legacy_experiments[legacy_experiments["experiment"] == experiment]
         legacy = rows.groupby(["setting", "member"])["test_accuracy"].mean().sort_index()
         pd.testing.assert_series_equal(built, legacy.rename("mean"), check_exact=False, rtol=0, atol=1e-15)
+
+
+def _schema_1_store(results_dir: Path) -> list[AttackRecord]:
+    """A store as schema 1 wrote it (no threads or determinism columns, user_version 1),
+    holding three attack records and one experiment record; returns the attack records."""
+    import sqlite3
+
+    from factories import attack_record, experiment_record
+
+    stored = [attack_record(eps=e) for e in (0.1, 0.2, 0.3)]
+    with ResultStore(results_dir) as store:
+        store.append([*stored, experiment_record()])
+    connection = sqlite3.connect(results_dir / "results.sqlite", isolation_level=None)
+    for table in ("attacks", "experiments"):
+        for column in ("threads", "determinism"):
+            connection.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    connection.execute("PRAGMA user_version = 1")
+    connection.close()
+    return stored
+
+
+def test_a_schema_1_store_is_refused_then_upgraded_once_with_empty_thread_columns(tmp_path):
+    import dataclasses
+
+    stored = _schema_1_store(tmp_path)
+    with pytest.raises(UserError, match="result schema 1, not 2; run `robench results migrate"):
+        ResultStore(tmp_path).records(AttackRecord)
+    lines = migrate(tmp_path)
+    assert lines == [f"{tmp_path / 'results.sqlite'}: result schema 1 -> 2 (4 columns added, empty in the stored rows)"]
+    with ResultStore(tmp_path) as store:
+        upgraded = store.records(AttackRecord)
+        experiments = store.records(ExperimentRecord)
+    assert upgraded == [dataclasses.replace(r, threads=None, determinism=None) for r in stored]
+    assert [(e.threads, e.determinism) for e in experiments] == [(None, None)]
+    assert "nothing to migrate" in migrate(tmp_path)[0]

@@ -72,8 +72,9 @@ def test_paper_generalization_subsets_hold_at_least_one_image_per_class(dataset,
 
 
 @pytest.mark.slow
-def test_mnist_paper_preset_end_to_end(tmp_path, monkeypatch):
+def test_mnist_paper_preset_end_to_end(tmp_path, monkeypatch, tiny_counts):
     write_idx_set(tmp_path / "data" / "MNIST" / "raw", gz=True, n_train=60, n_test=20)
+    tiny_counts.idx(n_train=60, n_test=20)
     lrs = _lr_log(monkeypatch)
     cards = train_zoo("mnist", "paper", ["ce-s0", "hinge-d1-s0"], None, _zoo(tmp_path, "mnist"), "cpu", tmp_path / "data")
     by_loss = {c["loss"]["name"]: c for c in cards}
@@ -83,8 +84,9 @@ def test_mnist_paper_preset_end_to_end(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_cifar10_paper_preset_end_to_end(tmp_path, monkeypatch):
+def test_cifar10_paper_preset_end_to_end(tmp_path, monkeypatch, tiny_counts):
     write_cifar(tmp_path / "data", per_batch=12, n_test=10)
+    tiny_counts.cifar(per_batch=12, n_test=10)
     lrs = _lr_log(monkeypatch)
     torch.set_num_threads(2)
     [card] = train_zoo("cifar10", "paper", ["1toN-sym-d4-s0"], None, _zoo(tmp_path, "cifar10"), "cpu", tmp_path / "data")
@@ -94,8 +96,9 @@ def test_cifar10_paper_preset_end_to_end(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_imagenet32_paper_preset_end_to_end(tmp_path, monkeypatch):
+def test_imagenet32_paper_preset_end_to_end(tmp_path, monkeypatch, tiny_counts):
     write_imagenet32(tmp_path / "data", per_file=4, n_val=8)
+    tiny_counts.imagenet32(per_file=4, n_val=8)
     lrs = _lr_log(monkeypatch)
     torch.set_num_threads(2)
     [card] = train_zoo("imagenet32", "paper", ["ce-s0"], None, _zoo(tmp_path, "imagenet32"), "cpu", tmp_path / "data")

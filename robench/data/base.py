@@ -200,7 +200,13 @@ def make_dataset(
     )
 
 
+MESSAGE_LIMIT = 200  # characters of a wrapped error's text (a corrupt file's bytes can be long)
+
+
 def one_line(error: BaseException) -> str:
-    """``Type: message`` of ``error`` on one line, for wrapping in a UserError."""
+    """``Type: message`` of ``error`` on one line, for wrapping in a UserError; a text
+    over :data:`MESSAGE_LIMIT` characters is cut there."""
     text = " ".join(str(error).split())
+    if len(text) > MESSAGE_LIMIT:
+        text = text[: MESSAGE_LIMIT - 3] + "..."
     return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -1,24 +1,26 @@
 """cifar10 from torchvision's ``cifar-10-batches-py`` (PROTOCOL.md, "Data").
 
 ``ROOT/cifar-10-batches-py/data_batch_1`` … ``data_batch_5`` and ``test_batch`` are Python
-pickles of ``{b'data': (N, 3072) uint8 (R, G, B planes of 32×32), b'labels': [N ints]}``.
-The format cannot be read without unpickling, so a restricted unpickler admits only the
-numpy array-reconstruction callables (and ``_codecs.encode``, which protocol-2 pickles
-of numpy arrays use); any other reference is a UserError naming the file.
+pickles of ``{b'data': (N, 3072) uint8 (R, G, B planes of 32×32), b'labels': [N ints]}``,
+each of 10,000 images in the published set (:data:`OFFICIAL_COUNTS`); a batch of another
+size (a partial or altered copy) is refused. The format cannot be read without
+unpickling, so :mod:`robench.data.safe_pickle` reads it without running any of it: the
+opcodes are checked first (bounded by the size of a batch of that count), only numpy's
+array-building globals resolve, to inert records, and the arrays are built after their
+shape, dtype and bytes are checked; anything else is a UserError naming the file.
 Split: a fixed-seed 90 / 10 train / validation hold-out of the 50k training images
 (45k / 5k), ``test_batch`` as test. Augmentation: flip and pad-4 random crop.
 """
 
 from __future__ import annotations
 
-import codecs
 import logging
-import pickle
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from robench.data import safe_pickle
 from robench.data.base import (
     Dataset,
     DatasetSource,
@@ -36,80 +38,90 @@ NAME = "cifar10"
 FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
+# Images per batch file of the published CIFAR-10: five training batches and the test batch.
+OFFICIAL_COUNTS = {name: 10_000 for name in (*TRAIN_FILES, TEST_FILE)}
 IMAGE_SHAPE = (3, 32, 32)
 NUM_CLASSES = 10
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
+WHAT = "CIFAR-10 batch"
+# Bounds of a batch of N images, checked before unpickling: its file is about N × 3,104
+# bytes and N × 4 opcodes as Python 2 wrote it (a label, a file name and its memo PUT
+# per image); these leave room for any protocol's overhead.
+BYTES_PER_IMAGE = 4 * 3072
+OPS_PER_IMAGE = 32
+BASE_BYTES = 1 << 16
+BASE_OPS = 1_000
 
 
-def _allowed_globals() -> dict[tuple[str, str], object]:
-    try:
-        from numpy._core import multiarray, numeric  # numpy >= 2
-    except ImportError:  # numpy 1.x
-        from numpy.core import multiarray, numeric
-    allowed: dict[tuple[str, str], object] = {
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-        ("_codecs", "encode"): codecs.encode,
-    }
-    for module in ("numpy.core", "numpy._core"):
-        allowed[(f"{module}.multiarray", "_reconstruct")] = multiarray._reconstruct
-        allowed[(f"{module}.numeric", "_frombuffer")] = numeric._frombuffer  # protocol 5
-    return allowed
+def _labels(path: Path, labels: object, n: int) -> np.ndarray:
+    """(n,) int64 labels 0..9 from a list of ints or an integer array."""
+    array = safe_pickle.to_array(labels)
+    if array is None:
+        if not isinstance(labels, list) or not all(type(v) is int for v in labels):
+            raise UserError(f"{path}: labels are a {type(labels).__name__}; valid: {n} integers")
+        array = np.array(labels, dtype=np.int64)  # (n,); OverflowError beyond int64
+    if array.shape != (n,):
+        raise UserError(f"{path}: labels are {array.dtype} {array.shape}; valid: {n} integers")
+    if n and (array.min() < 0 or array.max() >= NUM_CLASSES):
+        bad = int(array.min() if array.min() < 0 else array.max())
+        raise UserError(f"{path}: label {bad} out of range; valid labels are 0..{NUM_CLASSES - 1}")
+    return array.astype(np.int64)
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only numpy's array-building globals."""
+def _data(path: Path, data: object, count: int) -> np.ndarray:
+    """(count, 3072) uint8 pixels of the batch's data record."""
+    size = int(np.prod(IMAGE_SHAPE))
+    array = safe_pickle.to_array(data)
+    if array is None:
+        kind = type(data).__name__
+        raise UserError(f"{path}: corrupt {WHAT}: b'data' is a {kind}; valid: a numpy uint8 array")
+    if array.dtype != np.uint8 or array.ndim != 2 or array.shape[1] != size:
+        raise UserError(f"{path}: data is {array.dtype} {array.shape}; valid: uint8 (N, {size})")
+    if len(array) != count:
+        raise UserError(
+            f"{path}: {len(array):,} images, but an official {WHAT} holds {count:,} (a partial "
+            "or altered copy)"
+        )
+    return np.ascontiguousarray(array)
 
-    def __init__(self, file, path: Path) -> None:
-        super().__init__(file, encoding="bytes")  # the real batches are Python 2 pickles
-        self.path = path
-        self.allowed = _allowed_globals()
 
-    def find_class(self, module: str, name: str) -> object:
-        try:
-            return self.allowed[(module, name)]
-        except KeyError:
-            raise UserError(
-                f"{self.path}: pickle refers to {module}.{name}, which is not allowed; "
-                "a CIFAR-10 batch may hold only numpy arrays, lists and bytes"
-            ) from None
+# Leading bytes of files often found where a batch should be, and what they are.
+NOT_PICKLES = {b"PK\x03\x04": "a zip archive", b"\x1f\x8b": "gzip data (the .tar.gz download?)",
+               b"<": "text (an HTML page?)"}
 
 
-def read_batch(path: Path) -> Split:
-    """One CIFAR-10 batch file as a Split, validated: (N, 3, 32, 32) uint8 and labels 0..9."""
+def _sniff(path: Path) -> None:
+    """Refuse a file whose first bytes say it is a known non-pickle format."""
     try:
         with open(path, "rb") as f:
-            batch = RestrictedUnpickler(f, path).load()
-    except UserError:
-        raise
-    except Exception as e:  # truncated, garbage, wrong protocol: all corrupt files
-        raise UserError(f"{path}: corrupt CIFAR-10 batch ({one_line(e)})") from None
+            head = f.read(4)
+    except OSError:
+        return  # the pickle reader reports it
+    for magic, what in NOT_PICKLES.items():
+        if head.startswith(magic):
+            raise UserError(f"{path}: {what}, not a pickled {WHAT}")
+
+
+def read_batch(path: Path, count: int | None = None) -> Split:
+    """One CIFAR-10 batch file as a Split of exactly ``count`` images (default: the
+    official count of its file name), validated: (N, 3, 32, 32) uint8 and labels 0..9."""
+    count = OFFICIAL_COUNTS[path.name] if count is None else count
+    max_bytes = BASE_BYTES + count * BYTES_PER_IMAGE
+    _sniff(path)
+    batch = safe_pickle.load(path, max_bytes, BASE_OPS + count * OPS_PER_IMAGE, WHAT)
     if not isinstance(batch, dict):
-        kind = type(batch).__name__
-        raise UserError(f"{path}: corrupt CIFAR-10 batch: holds a {kind}, not a dict")
+        raise UserError(f"{path}: corrupt {WHAT}: holds a {type(batch).__name__}, not a dict")
     data = batch.get(b"data", batch.get("data"))
     labels = batch.get(b"labels", batch.get("labels"))
-    if not isinstance(data, np.ndarray) or labels is None:
-        raise UserError(
-            f"{path}: corrupt CIFAR-10 batch: needs keys b'data' (array) and b'labels'"
-        )
-    size = int(np.prod(IMAGE_SHAPE))
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != size:
-        raise UserError(
-            f"{path}: data is {data.dtype} {data.shape}; valid: uint8 (N, {size})"
-        )
-    labels = np.asarray(labels)
-    if labels.shape != (len(data),) or (labels.size and labels.dtype.kind not in "iu"):
-        raise UserError(
-            f"{path}: labels are {labels.dtype} {labels.shape}; valid: {len(data)} integers"
-        )
-    if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
-        bad = int(labels.min() if labels.min() < 0 else labels.max())
-        raise UserError(f"{path}: label {bad} out of range; valid labels are 0..{NUM_CLASSES - 1}")
-    x = torch.from_numpy(np.ascontiguousarray(data)).view(-1, *IMAGE_SHAPE)  # (N, 3, 32, 32) uint8
-    y = torch.from_numpy(labels.astype(np.int64))  # (N,) int64
-    return Split(x, y)
+    if data is None or labels is None:
+        raise UserError(f"{path}: corrupt {WHAT}: needs keys b'data' (array) and b'labels'")
+    try:
+        x = _data(path, data, count)  # (count, 3072) uint8
+        y = _labels(path, labels, count)  # (count,) int64
+    except (ValueError, TypeError, OverflowError, MemoryError, RecursionError) as e:  # ill-formed arrays
+        raise UserError(f"{path}: corrupt {WHAT} ({one_line(e)})") from None
+    return Split(torch.from_numpy(x).view(-1, *IMAGE_SHAPE), torch.from_numpy(y))  # (N, 3, 32, 32) uint8
 
 
 def _files(root: Path) -> list[Path]:

@@ -7,6 +7,9 @@ fashion-mnist is also found where Debian's package ``dataset-fashion-mnist`` ins
 ``/usr/share/datasets/fashion-mnist`` (the same four names, ``.gz``), searched after ROOT.
 Split: a fixed-seed 90 / 10 train / validation hold-out of the training file (54k / 6k on
 the full set); the t10k file is the test split. No augmentation.
+Both datasets hold 60,000 training and 10,000 test images (:data:`OFFICIAL_COUNTS`); a
+copy whose header says otherwise (a partial or altered download) is refused from its
+header, before its data is read.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -40,6 +44,8 @@ IDX_NAMES = (
     "t10k-labels-idx1-ubyte",
 )
 IMAGE_SIZE = (28, 28)
+# Images (and labels) per file of the published mnist and fashion-mnist, by file prefix.
+OFFICIAL_COUNTS = {"train": 60_000, "t10k": 10_000}
 
 # Directories searched after ROOT/<folder>/raw when that one is incomplete.
 SYSTEM_DIRS: dict[str, tuple[Path, ...]] = {
@@ -94,14 +100,41 @@ def _download(spec: IdxSpec, root: Path) -> None:
         ) from None
 
 
-def _split(images: Path, labels: Path) -> Split:
-    x = read_idx_images(images)  # (N, H, W) uint8
-    y = read_idx_labels(labels)  # (N,) int64
-    if x.shape[1:] != IMAGE_SIZE:
+def _official_count(path: Path) -> int:
+    """The published number of samples of idx file ``path`` (by its train / t10k prefix)."""
+    return OFFICIAL_COUNTS[path.name.split("-", 1)[0]]
+
+
+def _check_count(path: Path, kind: str, found: int) -> None:
+    official = _official_count(path)
+    if found != official:
         raise UserError(
-            f"{images}: images are {x.shape[1]}x{x.shape[2]}; valid: "
-            f"{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]}"
+            f"{path}: {found:,} {kind}, but the official file holds {official:,} (a partial "
+            "or altered copy); download and extract it again"
         )
+
+
+def _check_images(path: Path) -> Callable[[tuple[int, ...]], None]:
+    """The header check of an images file: 28×28 images, the official count."""
+
+    def check(dims: tuple[int, ...]) -> None:
+        if dims[1:] != IMAGE_SIZE:
+            raise UserError(
+                f"{path}: images are {dims[1]}x{dims[2]}; valid: {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]}"
+            )
+        _check_count(path, "images", dims[0])
+
+    return check
+
+
+def _check_labels(path: Path) -> Callable[[tuple[int, ...]], None]:
+    """The header check of a labels file: the official count."""
+    return lambda dims: _check_count(path, "labels", dims[0])
+
+
+def _split(images: Path, labels: Path) -> Split:
+    x = read_idx_images(images, _check_images(images))  # (N, 28, 28) uint8
+    y = read_idx_labels(labels, check_dims=_check_labels(labels))  # (N,) int64
     if len(x) != len(y):
         raise UserError(f"{labels}: {len(y)} labels for {len(x)} images in {images}")
     return Split(torch.from_numpy(x).unsqueeze(1), torch.from_numpy(np.asarray(y)))

@@ -24,10 +24,12 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from robench.attacks import ATTACKS, Attack, create_attack
+from robench.attacks import ATTACK_LOSSES, ATTACKS, Attack, create_attack
 from robench.attacks.backends import backend_names, peer_attack
 from robench.attacks.checks import check_eps
 from robench.attacks.norms import get_norm
+from robench.config import LossSpec
+from robench.determinism import determinism_settings, settings_text, thread_count
 from robench.device import resolve_precision
 from robench.errors import UserError
 from robench.evaluate.current import current_attack_records
@@ -175,6 +177,8 @@ def _record(plan, run_id, dataset, attacker, defender, attack, eps, n, correct, 
         coupled_batch=min(plan.chunk_size, n) if attack.loss.couples_batch else None,
         correct=correct,
         clean_correct=clean,
+        threads=thread_count(),
+        determinism=settings_text(determinism_settings()),
         robench_version=versions()["robench"],
         torch_version=versions()["torch"],
     )
@@ -237,8 +241,12 @@ def _attack_cell_block(plan, run_id, dataset, attacker, defenders, attack, eps_v
     return records
 
 
-def _model_loss(plan: AttackPlan, attacker: LoadedMember):
-    return create_loss(loss_spec_of(attacker.card)) if plan.attack_loss == "model" else None
+def _model_loss(plan: AttackPlan, attacker: LoadedMember | None):
+    """The attacker's training loss for attack loss ``model`` (CE stands in without an
+    attacker: :func:`check_plan` builds the attacks before any member is loaded)."""
+    if plan.attack_loss != "model":
+        return None
+    return create_loss(loss_spec_of(attacker.card) if attacker is not None else LossSpec("ce"))
 
 
 #: Plan options → the attack option they set.
@@ -272,12 +280,51 @@ def _check_plan(plan: AttackPlan) -> None:
                         "run it with --whitebox")
 
 
+def check_plan(plan: AttackPlan) -> None:
+    """What needs neither data nor members, before anything is loaded or written: the
+    mode, backend, attacks and attack loss are known, ``attacker`` comes with a black-box
+    run, the budget options fit the attacks (:func:`_check_plan`), and every attack can be
+    built with the plan's loss, options and backend."""
+    if plan.mode not in (*MODES, SANITY):
+        raise UserError(f"unknown mode {plan.mode!r}; valid: {', '.join(MODES)}")
+    if plan.backend not in backend_names():
+        raise UserError(f"unknown attack backend {plan.backend!r}; valid: {', '.join(backend_names())}")
+    if not plan.attacks:
+        raise UserError(f"no attack given; valid: {', '.join(ATTACKS.names())}")
+    if plan.attacker is not None and plan.mode != "blackbox":
+        raise UserError(f"--attacker {plan.attacker!r} applies to --blackbox runs only (in a white-box run each "
+                        "member attacks itself); drop it or use --blackbox")
+    _check_plan(plan)
+    ATTACK_LOSSES.get(plan.attack_loss)
+    for name in plan.attacks:
+        _attack_for(plan, name, None)
+
+
+def check_plan_data(plan: AttackPlan, dataset) -> list[float]:
+    """The plan's ε values (the dataset's grid of the plan's norm by default), each
+    checked against the norm's range on the dataset's images; ``targets`` and
+    ``num_samples`` checked against its classes and test images."""
+    grids = EPS_GRIDS_L2 if plan_norm(plan) == "l2" else EPS_GRIDS
+    eps_values = sorted(set(plan.eps if plan.eps is not None else grids[dataset.name]))
+    norm = get_norm(plan_norm(plan))
+    for eps in eps_values:
+        norm.check_eps(eps, dataset.to_float(dataset.test.x[:1]))
+    others = dataset.num_classes - 1
+    if plan.targets is not None and plan.targets > others:
+        raise UserError(f"--targets {plan.targets} is more than the {others} classes besides the true one "
+                        f"that {dataset.name} has; give at most {others}")
+    if plan.num_samples > len(dataset.test):
+        raise UserError(f"--num-samples {plan.num_samples} is more than the {len(dataset.test)} test images of "
+                        f"{dataset.name}; give at most {len(dataset.test)}, or 0 for all")
+    return eps_values
+
+
 def plan_norm(plan: AttackPlan) -> str:
     """The norm every attack of ``plan`` attacks under."""
     return ATTACKS.get(plan.attacks[0]).norm_name
 
 
-def _attack_for(plan: AttackPlan, name: str, attacker: LoadedMember) -> Attack:
+def _attack_for(plan: AttackPlan, name: str, attacker: LoadedMember | None) -> Attack:
     """The plan's attack ``name`` against ``attacker`` (its training loss for attack loss
     ``model``), with the plan's budget options it takes, run by the plan's backend. An
     attack with a loss of its own (APGD-DLR, Square) ignores the plan's default ``ce``."""
@@ -314,15 +361,9 @@ def run_attack_plan(plan: AttackPlan, dataset, members: list[LoadedMember], stor
         list[AttackRecord], str]:
     """Compute every missing cell of ``plan`` and store its records; returns the new
     records and the run id they are stored under."""
-    if plan.backend not in backend_names():
-        raise UserError(f"unknown attack backend {plan.backend!r}; valid: {', '.join(backend_names())}")
-    _check_plan(plan)
-    grids = EPS_GRIDS_L2 if plan_norm(plan) == "l2" else EPS_GRIDS
-    eps_values = sorted(set(plan.eps if plan.eps is not None else grids[dataset.name]))
+    check_plan(plan)
+    eps_values = check_plan_data(plan, dataset)
     x_all, y_all = dataset.test.x, dataset.test.y
-    norm = get_norm(plan_norm(plan))
-    for eps in eps_values:
-        norm.check_eps(eps, dataset.to_float(x_all[:1]))
     if plan.num_samples:
         x_all, y_all = x_all[: plan.num_samples], y_all[: plan.num_samples]
     n = len(y_all)
@@ -375,11 +416,13 @@ def run_attacks(
     DATASETS.get(dataset_name)
     if plan.mode not in MODES:
         raise UserError(f"unknown mode {plan.mode!r}; valid: {', '.join(MODES)}")
+    check_plan(plan)  # every check before anything is loaded or written
     results_dir = Path(results_dir) if results_dir else Path("reports") / dataset_name / "results"
     with ResultStore(results_dir) as store:
         target = resolve_device(device)
-        members = load_members(zoo_dir, dataset_name, None, target)
         dataset = load_dataset(dataset_name, data_root).to(target)
+        check_plan_data(plan, dataset)
+        members = load_members(zoo_dir, dataset_name, None, target)
         records, run_id = run_attack_plan(plan, dataset, members, store)
         if plan.mode == "whitebox" and plan.backend == "native":
             records += run_attack_plan(sanity_plan(plan, plan.num_samples or len(dataset.test)), dataset, members,

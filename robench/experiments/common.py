@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 from robench.config import TrainSpec, to_dict
 from robench.data.base import Dataset, Split
 from robench.data.subsets import fixed_pool, paper_fractions
+from robench.determinism import settings_text
 from robench.errors import UserError
 from robench.presets import train_spec, with_overrides
 from robench.store import ExperimentRecord, ResultStore, RunRecord
@@ -256,6 +257,8 @@ def _record(run_id: str, plan: ExperimentPlan, dataset: str, preset: str, settin
         test_accuracy=card["clean_test_accuracy"], stop_reason=card["stop_reason"], epochs=card["epochs"],
         steps=card["steps"], weights_sha256=card["weights_sha256"], split_hash=card["split_hash"],
         seed=member.seed, train_seed=card["seed"], preset=preset, spec_hash=spec_hash(spec, plan),
+        threads=card.get("threads"),
+        determinism=settings_text(card["determinism"]) if "determinism" in card else None,
         robench_version=card["versions"]["robench"], torch_version=card["versions"]["torch"])
 
 
@@ -273,11 +276,13 @@ def run_cells(
 ) -> list[dict[str, Any]]:
     """Train and evaluate every (setting, repeat, member) cell of ``experiment`` that
     has no record yet; return the records of all its cells (as dicts), in plan order."""
-    from robench.data import load_dataset
+    from robench.data import DATASETS, load_dataset
     from robench.device import resolve_device
     from robench.train.members import train_member
 
+    DATASETS.get(dataset)  # every check before the store is written
     plan = plan_for(experiment, preset, dataset)
+    target = resolve_device(device)
     members = experiment_members(dataset, zoo_dir, names, preset)
     results_dir = Path(results_dir) if results_dir else Path("reports") / dataset / "results"
     with ResultStore(results_dir) as store:
@@ -299,7 +304,7 @@ def run_cells(
             if cell in stored and not force:
                 continue
             if data is None:
-                data = experiment_data(load_dataset(dataset, data_root).to(resolve_device(device)), plan)
+                data = experiment_data(load_dataset(dataset, data_root).to(target), plan)
                 builder = build(data, plan)
             if (setting, repeat) not in cache:
                 cache = {(setting, repeat): builder(setting, repeat)}  # one (setting, repeat) at a time

@@ -25,6 +25,9 @@ import seaborn as sns
 import torch
 
 import robench
+from robench.attacks import ATTACK_LOSSES
+from robench.attacks.backends import check_backend
+from robench.errors import UserError
 from robench.io import atomic_write_text
 from robench.report import build
 from robench.report.content import Page
@@ -73,6 +76,41 @@ def _summary(results: Results, claims: pd.DataFrame, run: dict[str, str]) -> lis
     return lines
 
 
+#: The choices of an evaluation: (its field, the report option, the attack-record column).
+CHOICES = (("attack_loss", "--attack-loss", "attack_loss"), ("backend", "--backend", "backend"),
+           ("schedule", "--schedule", "schedule"), ("precision", "--precision", "precision"),
+           ("num_samples", "--num-samples", "n"))
+
+
+def check_evaluation(evaluation: Evaluation, attacks: pd.DataFrame) -> None:
+    """A UserError, before anything is written, when ``evaluation`` names an unknown attack
+    loss or backend, a run without attack records, or (with attack records stored) a value
+    no stored record has, alone or with the other choices."""
+    if evaluation.attack_loss is not None:
+        ATTACK_LOSSES.get(evaluation.attack_loss)
+    if evaluation.backend is not None:
+        check_backend(evaluation.backend)
+    runs = sorted(set(attacks["run_id"])) if len(attacks) else []
+    if evaluation.run_id is not None and evaluation.run_id not in runs:
+        raise UserError(f"no attack records of run {evaluation.run_id!r} here; runs with attack records: "
+                        f"{', '.join(runs) or 'none'}")
+    if attacks.empty:
+        return
+    chosen = [(option, column, getattr(evaluation, field)) for field, option, column in CHOICES
+              if getattr(evaluation, field) is not None]
+    rows = attacks if evaluation.run_id is None else attacks[attacks["run_id"] == evaluation.run_id]
+    for option, column, value in chosen:
+        stored = sorted(set(rows[column]))
+        if value not in stored:
+            raise UserError(f"{option} {value!r} matches no stored attack record; stored: "
+                            f"{', '.join(map(str, stored))}")
+    for _, column, value in chosen:
+        rows = rows[rows[column] == value]
+    if rows.empty:
+        together = " with ".join(f"{option} {value!r}" for option, _, value in chosen)
+        raise UserError(f"no stored attack record has {together}; robench results runs lists the stored runs")
+
+
 def write_report(
     dataset: str,
     results_dir: Path,
@@ -93,6 +131,7 @@ def write_report(
     """
     out_dir = Path(out_dir)
     results = load_results(dataset, Path(results_dir), Path(zoo_dir))
+    check_evaluation(evaluation, results.attacks)
     ctx = _context(results, out_dir, data_root, matrix_eps, margins, evaluation)
     claims_section, claims = build.claims_section(ctx)
     sections = [

@@ -434,36 +434,48 @@ CHOICES = (
 
 
 def _versions(ctx: Context) -> pd.DataFrame:
-    """robench / torch versions, preset and split hash per result source."""
+    """robench / torch versions, preset, split hash and thread count per result source."""
     res, out = ctx.results, []
-    keys = ["robench_version", "torch_version", "split_hash", "defender_preset"]
+    keys = ["robench_version", "torch_version", "split_hash", "defender_preset", "thread_count"]
     presets = {card["name"]: _card_preset(card, numbers=False) for card in res.cards}
     for source, a in (("attack records (ε sweeps)", res.attacks), ("attack records (ε = 1 sanity cells)", res.sanity)):
         if a.empty:
             continue
-        a = a.assign(defender_preset=[presets.get(d, "defenders without a zoo card") for d in a["defender"]])
-        for (rv, tv, split, preset), group in a.groupby(keys):
+        a = a.assign(defender_preset=[presets.get(d, "defenders without a zoo card") for d in a["defender"]],
+                     thread_count=_threads(a["threads"]))
+        for (rv, tv, split, preset, threads), group in a.groupby(keys):
             out.append({"source": source, "rows": len(group), "robench": rv, "torch": tv,
-                        "preset": preset, "split hash": split[:16]})
+                        "preset": preset, "split hash": split[:16], "threads": threads})
     for name, rows in res.experiments.items():
-        for (rv, tv, preset, split), group in rows.groupby(["robench_version", "torch_version", "preset",
-                                                            "split_hash"]):
+        rows = rows.assign(thread_count=_threads(rows["threads"]))
+        for (rv, tv, preset, split, threads), group in rows.groupby(["robench_version", "torch_version", "preset",
+                                                                     "split_hash", "thread_count"]):
             out.append({"source": f"{name} records", "rows": len(group), "robench": rv, "torch": tv,
-                        "preset": preset, "split hash": split[:16]})
+                        "preset": preset, "split hash": split[:16], "threads": threads})
     for card in res.cards:
         v = card.get("versions", {})
         out.append({"source": f"zoo card {card['name']}", "rows": 1, "robench": v.get("robench", ""),
                     "torch": v.get("torch", ""), "preset": _card_preset(card),
-                    "split hash": str(card.get("split_hash", ""))[:16]})
-    return pd.DataFrame(out, columns=["source", "rows", "robench", "torch", "preset", "split hash"])
+                    "split hash": str(card.get("split_hash", ""))[:16],
+                    "threads": str(card.get("threads", NOT_RECORDED))})
+    return pd.DataFrame(out, columns=["source", "rows", "robench", "torch", "preset", "split hash", "threads"])
+
+
+NOT_RECORDED = "not recorded"  # records of result schema 1 and cards from before the thread count was kept
+
+
+def _threads(column: pd.Series) -> list[str]:
+    """Thread counts as text, ``not recorded`` where a row has none."""
+    return [NOT_RECORDED if pd.isna(t) else str(int(t)) for t in column]
 
 
 def _runs(ctx: Context) -> pd.DataFrame:
-    """The stored runs behind the report's records: id, kind, records, configuration."""
+    """The stored runs behind the report's records: id, kind, records, configuration (by kind and configuration)."""
     res = ctx.results
     counts = pd.concat([res.attacks["run_id"], res.sanity["run_id"],
                         *(rows["run_id"] for rows in res.experiments.values())]).value_counts()
-    runs = res.runs[res.runs["run_id"].isin(counts.index)]
+    runs = res.runs[res.runs["run_id"].isin(counts.index)].sort_values(["kind", "config"])  # not as stored:
+    # the order of storing follows whichever worker process came first
     return pd.DataFrame({"run": runs["run_id"], "kind": runs["kind"], "records": runs["run_id"].map(counts),
                          "created": runs["created"], "configuration": runs["config"]})
 

@@ -77,9 +77,10 @@ def load_attacks(store: ResultStore, dataset: str, hashes: dict[str, str],
 
 
 def load_flags(store: ResultStore) -> pd.DataFrame:
-    """The stored validity flags, failures first (stable within each group)."""
+    """The stored validity flags, failures first, then by flag and scope (not in the order
+    stored, which follows whichever of several worker processes wrote first)."""
     frame = store.frame(FlagRecord).drop(columns="cell")
-    return frame.sort_values("passed", kind="stable").reset_index(drop=True)
+    return frame.sort_values(["passed", "flag", "scope"], kind="stable").reset_index(drop=True)
 
 
 def load_cards(zoo_dir: Path, dataset: str, problems: list[str]) -> list[dict[str, Any]]:

@@ -1,5 +1,5 @@
 """``robench results migrate DIR``: the result CSVs of robench before the store, turned
-into records once.
+into records once; a store of an older schema upgraded first (:mod:`robench.store.upgrade`).
 
 Before the store, a results folder held ``attacks.csv``, ``generalization.csv``,
 ``noise.csv`` and ``flags.csv``, rewritten whole on every append; a column added to
@@ -35,12 +35,14 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from robench.errors import UserError
 from robench.io import sha256_file
-from robench.store.records import AttackRecord, ExperimentRecord, FlagRecord, Record, RunRecord
-from robench.store.sqlite import LEGACY_FILES, ResultStore, legacy_files
+from robench.jsonfile import one_line
+from robench.store.records import SCHEMA_VERSION, AttackRecord, ExperimentRecord, FlagRecord, Record, RunRecord
+from robench.store.sqlite import DATABASE, LEGACY_FILES, ResultStore, legacy_files
+from robench.store.upgrade import upgrade_store
 
 _ATTACK_FIRST = (
     "experiment", "dataset", "attacker", "defender", "attack", "attack_loss", "backend", "eps", "steps",
@@ -96,16 +98,19 @@ def schedule_label(attack: str, eps: float, steps: int, step_size: float) -> str
 
 def _int(row: dict[str, str], column: str) -> int:
     number = _float(row, column)
-    if not number.is_integer():
-        raise ValueError(f"{column} {row[column]!r} is not a whole number")
+    if not number.is_integer() or not -(2**63) <= number < 2**63:
+        raise ValueError(f"{column} {row[column]!r} is not a whole number a store can hold")
     return int(number)
 
 
 def _float(row: dict[str, str], column: str) -> float:
     try:
-        return float(row[column])
+        number = float(row[column])
     except ValueError:
-        raise ValueError(f"{column} {row[column]!r} is not a number") from None
+        raise ValueError(f"{column} {row[column][:40]!r} is not a number") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{column} {row[column][:40]!r} is not a finite number")
+    return number
 
 
 def _optional_int(row: dict[str, str], column: str) -> int | None:
@@ -128,6 +133,7 @@ def _attack_record(row: dict[str, str], run_id: str) -> AttackRecord:
         n=_int(row, "n"), precision=_or(row.get("precision"), "fp32"),
         coupled_batch=_optional_int(row, "coupled_batch"),
         correct=_int(row, "correct"), clean_correct=_int(row, "clean_correct"),
+        threads=None, determinism=None,
         robench_version=row["robench_version"], torch_version=row["torch_version"])
     for column in ("accuracy", "clean_accuracy"):
         if not math.isclose(_float(row, column), getattr(record, column), rel_tol=0, abs_tol=1e-12):
@@ -135,8 +141,19 @@ def _attack_record(row: dict[str, str], run_id: str) -> AttackRecord:
     return record
 
 
+def _versions(text: str) -> dict[str, str]:
+    """The ``versions`` column: a JSON object with the robench and torch versions as strings."""
+    try:
+        versions = json.loads(text)
+    except RecursionError:
+        versions = None
+    if not (isinstance(versions, dict) and all(isinstance(versions.get(k), str) for k in ("robench", "torch"))):
+        raise ValueError(f"versions {text[:40]!r} is not an object with the robench and torch versions")
+    return versions
+
+
 def _experiment_record(row: dict[str, str], run_id: str) -> ExperimentRecord:
-    versions = json.loads(row["versions"])
+    versions = _versions(row["versions"])
     return ExperimentRecord(
         run_id=run_id, timestamp=row["timestamp"], dataset=row["dataset"], experiment=row["experiment"],
         setting_name=row["setting_name"], setting=_float(row, "setting"), repeat=_int(row, "repeat"),
@@ -148,6 +165,7 @@ def _experiment_record(row: dict[str, str], run_id: str) -> ExperimentRecord:
         weights_sha256=row["weights_sha256"], split_hash=row["split_hash"], seed=_int(row, "seed"),
         train_seed=_int(row, "train_seed"), preset=row["preset"],
         spec_hash=None if _blank(row.get("spec_hash")) else row["spec_hash"],
+        threads=None, determinism=None,
         robench_version=versions["robench"], torch_version=versions["torch"])
 
 
@@ -204,7 +222,8 @@ def _variant(path: Path, columns: list[str], variants: dict[str, frozenset[str]]
         if found == expected and len(columns) == len(found):
             return label
     closest = min(variants.values(), key=lambda v: len(v ^ found))
-    extra, missing = sorted(found - closest), sorted(closest - found)
+    extra = [name if name.isprintable() else repr(name) for name in sorted(found - closest)]  # one line
+    missing = sorted(closest - found)
     detail = "; ".join(filter(None, [f"unexpected {', '.join(extra)}" if extra else "",
                                      f"missing {', '.join(missing)}" if missing else ""])) or "duplicate columns"
     raise UserError(f"{path} has columns no robench version wrote ({detail}); not migrated")
@@ -224,8 +243,8 @@ def _migrate_file(path: Path, robench_version: str) -> _Migrated:
                             "not migrated")
         try:
             record = kind.convert(row, run.run_id)
-        except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
-            raise UserError(f"{path} line {number}: {exc}; not migrated") from None
+        except (ValueError, KeyError, TypeError, ArithmeticError) as exc:  # JSONDecodeError is a ValueError
+            raise UserError(f"{path} line {number}: {one_line(exc)}; not migrated") from None
         records.append(record if "timestamp" in row else dataclasses.replace(record, timestamp=written))
     return _Migrated(path, variant, run, records)
 
@@ -240,17 +259,19 @@ def migrate(results_dir: Path) -> list[str]:
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise UserError(f"{results_dir} is not a folder; give the results folder, e.g. reports/digits/results")
+    upgraded = upgrade_store(results_dir / DATABASE)
     paths = legacy_files(results_dir)
     if not paths:
-        return [f"nothing to migrate in {results_dir}: no result CSVs from before the store "
-                f"({', '.join(LEGACY_FILES)})"]
+        return [upgraded] if upgraded else [
+            f"nothing to migrate in {results_dir}: no result CSVs from before the store "
+            f"({', '.join(LEGACY_FILES)}) and no store of a schema older than {SCHEMA_VERSION}"]
     migrated = [_migrate_file(p, robench.__version__) for p in paths]
     with ResultStore(results_dir, legacy_ok=True) as store:
         for m in migrated:
             store.save_run(m.run)
         store.append([r for m in migrated for r in m.records], replace=True)
     backup = _new_folder(results_dir / "migrated", time.strftime("%Y%m%dT%H%M%S", time.gmtime()))
-    lines = []
+    lines = [upgraded] if upgraded else []
     for m in migrated:
         shutil.move(str(m.path), str(backup / m.path.name))
         merged = len(m.records) - m.distinct

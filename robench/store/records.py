@@ -1,7 +1,8 @@
 """Typed result records: one frozen dataclass per kind of stored row.
 
 Every record carries its key fields (what cell it is), its measured fields, its
-provenance (member hashes, split hash, versions, seeds, precision, timestamp), the
+provenance (member hashes, split hash, versions, seeds, precision, thread count and
+determinism settings, timestamp), the
 ``schema_version`` it was written under and the ``run_id`` of the stored run
 configuration that made it (:class:`RunRecord`). A record's ``cell`` is the SHA-256 of
 its key fields as canonical JSON: the store's unique index, so a key field that is None
@@ -24,7 +25,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: threads and determinism in attack and experiment records
 SANITY = "sanity"  # mode of the ε = 1 white-box cells behind the large_eps_to_chance flag
 
 
@@ -117,6 +118,8 @@ class AttackRecord(Record):
     clean_correct: int
     accuracy: float = field(init=False)
     clean_accuracy: float = field(init=False)
+    threads: int | None  # intra-op threads of the attacking process; None in rows of schema 1
+    determinism: str | None  # robench.determinism.settings_text; None in rows of schema 1
     robench_version: str
     torch_version: str
 
@@ -157,6 +160,8 @@ class ExperimentRecord(Record):
     train_seed: int
     preset: str
     spec_hash: str | None  # robench.experiments.common.spec_hash; None in rows from before it
+    threads: int | None  # intra-op threads the model trained on (its card's); None when the card lacks it
+    determinism: str | None  # the card's determinism settings as robench.determinism.settings_text
     robench_version: str
     torch_version: str
 

@@ -22,20 +22,23 @@ A folder that still holds the CSV files of robench before the store is refused u
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
-import uuid
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
-from robench.errors import UserError
+from robench.errors import DiskFull, UserError
+from robench.io import no_space_left, remove_stale_temporaries, temporary_path
+from robench.jsonfile import one_line, shown
 from robench.store.records import RECORD_TYPES, SCHEMA_VERSION, Record, RunRecord, bool_fields, sql_type
 
 DATABASE = "results.sqlite"
 LEGACY_FILES = ("attacks.csv", "generalization.csv", "noise.csv", "flags.csv")
 BUSY_TIMEOUT_S = 600.0  # a writer waits this long for another process's transaction
+UNREADABLE = (sqlite3.DatabaseError, UnicodeDecodeError)  # what reading a damaged or foreign file raises
 
 
 def _table_sql(cls: type) -> list[str]:
@@ -100,11 +103,38 @@ class ResultStore:
             connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
             connection.execute("PRAGMA synchronous = NORMAL")
             self._check_schema(connection)
-        except sqlite3.DatabaseError as exc:
-            raise UserError(f"{self.path} is not a readable robench result store ({exc}); "
-                            "move it away and re-run") from None
+        except UNREADABLE as exc:
+            raise self._unusable(exc) from None
         self._connection = connection
         return connection
+
+    def _unusable(self, exc: Exception) -> UserError:
+        """The one-line UserError of a SQLite error on this store: a file that is not a
+        store of robench's schema, or is damaged (SQLite's text, even its message, may
+        not decode), is to be moved away; a busy, full,
+        read-only or unreachable one is said as SQLite says it; a full disk is :class:`DiskFull`
+        (the batch being written rolled back, the committed ones stay)."""
+        if isinstance(exc, UnicodeDecodeError):
+            return UserError(f"{self.path} is damaged (SQLite gave text that is not UTF-8); move it away and re-run")
+        full = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+        if full or (getattr(exc, "sqlite_errorname", "").startswith("SQLITE_IOERR") and no_space_left(self.results_dir)):
+            return DiskFull(self.path)  # opening a WAL store on a full device fails as an I/O error
+        if getattr(exc, "sqlite_errorname", "") in ENVIRONMENT_ERRORS or "locked" in str(exc):
+            return UserError(f"{self.path} cannot be used now ({one_line(exc)}); check the disk, the file's "
+                             "permissions and other robench processes, then re-run")
+        return UserError(f"{self.path} is not a readable robench result store ({one_line(exc)}); "
+                         "move it away and re-run")
+
+    def _query(self, sql: str) -> list[tuple] | None:
+        """All rows of the read ``sql``; None when there is no store (a damaged store
+        is a UserError, :meth:`_unusable`)."""
+        connection = self._connect(create=False)
+        if connection is None:
+            return None
+        try:
+            return connection.execute(sql).fetchall()
+        except UNREADABLE as exc:
+            raise self._unusable(exc) from None
 
     def _create(self) -> None:
         """Build an empty store (WAL mode, every table, the schema version) in a private
@@ -112,7 +142,8 @@ class ResultStore:
         two processes creating one folder's store at once, the first link wins and the
         other's file is dropped."""
         self.results_dir.mkdir(parents=True, exist_ok=True)
-        draft = self.results_dir / f".{DATABASE}.{os.getpid()}.{uuid.uuid4().hex}.new"
+        remove_stale_temporaries(self.results_dir, DATABASE)  # drafts of killed processes
+        draft = temporary_path(self.path)
         try:
             connection = sqlite3.connect(draft, isolation_level=None)
             try:
@@ -129,6 +160,8 @@ class ResultStore:
                 os.link(draft, self.path)
             except FileExistsError:
                 pass
+        except sqlite3.DatabaseError as exc:
+            raise self._unusable(exc) from None
         finally:
             draft.unlink(missing_ok=True)
 
@@ -160,14 +193,20 @@ class ResultStore:
     def _write(self, statements: Iterable[tuple[str, Sequence[Sequence[Any]]]]) -> None:
         """Run ``(sql, rows)`` pairs in one transaction: all stored, or none."""
         connection = self._connect(create=True)
-        connection.execute("BEGIN IMMEDIATE")
         try:
-            for sql, rows in statements:
-                connection.executemany(sql, rows)
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, rows in statements:
+                    connection.executemany(sql, rows)
+                connection.execute("COMMIT")
+            except BaseException:
+                if connection.in_transaction:  # SQLite may have rolled back already (a damaged file)
+                    connection.execute("ROLLBACK")
+                raise
+        except sqlite3.IntegrityError:
+            raise  # a record of the wrong type: a bug, never the file's fault
+        except UNREADABLE as exc:
+            raise self._unusable(exc) from None
 
     def save_run(self, run: RunRecord) -> str:
         """Store ``run`` once (a run with its id already stored is kept); returns its id."""
@@ -204,30 +243,65 @@ class ResultStore:
 
     def cells(self, cls: type[Record]) -> set[str]:
         """The cells of ``cls`` stored so far."""
-        connection = self._connect(create=False)
-        if connection is None:
-            return set()
-        return {row[0] for row in connection.execute(f"SELECT cell FROM {cls.TABLE}")}
+        return {row[0] for row in self._query(f"SELECT cell FROM {cls.TABLE}") or []}
+
+    def _rows(self, cls: type[Record] | type[RunRecord]) -> list[tuple] | None:
+        """Every stored row of ``cls`` (its columns, in the order stored), each value of
+        its column's type (:func:`row_problem`); None when there is no store."""
+        columns = cls.columns()
+        rows = self._query(f"SELECT {', '.join(columns)} FROM {cls.TABLE} ORDER BY rowid")
+        kinds = column_kinds(cls)
+        for number, row in enumerate(rows or [], start=1):
+            problem = row_problem(kinds, row)
+            if problem:
+                raise UserError(f"{self.path} is damaged: row {number} of table {cls.TABLE} has {problem}; "
+                                "move it away and re-run")
+        return rows
 
     def frame(self, cls: type[Record] | type[RunRecord]) -> pd.DataFrame:
         """Every stored row of ``cls`` in the order stored (a replaced row counts as
         stored when it was replaced), with the record's columns; empty when none."""
         columns = list(cls.columns())
-        connection = self._connect(create=False)
-        if connection is None:
+        rows = self._rows(cls)
+        if rows is None:
             return pd.DataFrame(columns=columns)
-        frame = pd.read_sql_query(f"SELECT {', '.join(columns)} FROM {cls.TABLE} ORDER BY rowid", connection)
+        frame = pd.DataFrame.from_records(rows, columns=columns, coerce_float=True)
         for name in bool_fields(cls):
             frame[name] = frame[name].astype(bool)
         return frame
 
     def records(self, cls: type[Record]) -> list[Record]:
         """Every stored row of ``cls`` as a record, in the order stored."""
-        connection = self._connect(create=False)
-        if connection is None:
-            return []
         columns = cls.columns()
         booleans = bool_fields(cls)
-        cursor = connection.execute(f"SELECT {', '.join(columns)} FROM {cls.TABLE} ORDER BY rowid")
-        rows = (dict(zip(columns, values)) for values in cursor)
-        return [cls.from_row({k: bool(v) if k in booleans else v for k, v in row.items()}) for row in rows]
+        records = []
+        for number, values in enumerate(self._rows(cls) or [], start=1):
+            row = {k: bool(v) if k in booleans else v for k, v in zip(columns, values)}
+            try:
+                records.append(cls.from_row(row))
+            except (TypeError, ValueError, ArithmeticError) as exc:  # e.g. n = 0 in a damaged attack row
+                raise UserError(f"{self.path} is damaged: row {number} of table {cls.TABLE} is not a record "
+                                f"({one_line(exc)}); move it away and re-run") from None
+        return records
+
+
+ENVIRONMENT_ERRORS = {"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_READONLY", "SQLITE_CANTOPEN",
+                      "SQLITE_PERM", "SQLITE_IOERR", "SQLITE_NOMEM"}  # the file may be fine: say what SQLite says
+PYTHON_TYPES = {"TEXT": (str,), "INTEGER": (int,), "REAL": (int, float)}
+
+
+def column_kinds(cls: type) -> list[tuple[str, str, bool]]:
+    """(column, SQLite type, nullable) of each stored column of ``cls`` (``cell``: TEXT)."""
+    return [(name, *(("TEXT", False) if name == "cell" else sql_type(cls, name))) for name in cls.columns()]
+
+
+def row_problem(kinds: list[tuple[str, str, bool]], row: Sequence[Any]) -> str | None:
+    """What in a stored ``row`` is not of its column's type (an empty value where one is
+    needed, text where a number is, a number that is not finite), or None."""
+    for (name, kind, nullable), value in zip(kinds, row):
+        if value is None:
+            if not nullable:
+                return f"no {name}"
+        elif type(value) not in PYTHON_TYPES[kind] or (kind == "REAL" and not math.isfinite(value)):
+            return f"{name} {shown(value, 40)}, not {kind.lower()}"
+    return None

@@ -17,6 +17,7 @@ import torch
 from robench.config import TrainSpec, to_dict
 from robench.data.base import Dataset, Split
 from robench.device import resolve_precision
+from robench.determinism import thread_count
 from robench.errors import UserError
 from robench.losses import create_loss
 from robench.metrics import accuracy
@@ -92,7 +93,8 @@ def train_member(
     model = create_model(member.arch, data.num_classes, member.head, data.mean, data.std)
     model = model.to(data.train.x.device)
     precision = resolve_precision("auto", train.x.device)
-    fingerprint = _fingerprint({**description, "precision": precision})  # never resume across precisions
+    # never resume across precisions or thread counts: the weights would be those of neither
+    fingerprint = _fingerprint({**description, "precision": precision, "threads": thread_count()})
     result = train_model(model, create_loss(member.loss), train, data.to_float, spec,
                          member.seed, partial, fingerprint, desc=name, precision=precision)
     card = {
@@ -111,6 +113,8 @@ def train_member(
         "precision": result.precision,
         "cuda_graph": result.cuda_graph,
         "compiled": result.compiled,
+        "threads": result.threads,
+        "determinism": result.determinism,
         "versions": versions(),
         "git_commit": git_commit(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -143,7 +147,16 @@ def train_zoo(
     DATASETS.get(dataset)  # unknown names fail before anything is loaded
     train_spec(dataset, preset, "ce")
     target = resolve_device(device)
-    members = select_members(load_definition(dataset, zoo_dir, preset), names, seeds)
+    definition = load_definition(dataset, zoo_dir, preset)
+    members = select_members(definition, names, seeds)
+    known = sorted({m.seed for m in definition})
+    unknown = sorted(set(seeds or ()) - set(known))
+    if unknown:
+        raise UserError(f"no member of the {dataset} zoo has seed {unknown[0]}; its seeds: "
+                        f"{', '.join(map(str, known))}")
+    if not members:
+        raise UserError(f"no member of the {dataset} zoo is one of --members {','.join(names or ())} "
+                        f"with one of --seeds {','.join(map(str, seeds or ()))}")
     data = load_dataset(dataset, data_root, download).to(target)
     cards = []
     for member in members:

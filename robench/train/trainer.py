@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from robench.config import TrainSpec
 from robench.data.augment import draw_flip_crop
 from robench.data.base import Split
+from robench.determinism import determinism_settings, thread_count
 from robench.device import compile_training, resolve_precision
 from robench.metrics import accuracy
 from robench.train.checkpoint import TrainState, clear_checkpoint, load_checkpoint, save_checkpoint
@@ -55,6 +56,8 @@ class TrainResult:
     precision: str = "fp32"
     cuda_graph: bool = False
     compiled: bool = False
+    threads: int = 0  # robench.determinism.thread_count() while training
+    determinism: dict[str, bool] = field(default_factory=dict)  # robench.determinism.determinism_settings()
 
 
 def planned_epochs(spec: TrainSpec, num_train: int) -> int:
@@ -161,7 +164,8 @@ def train_model(
         bar.close()
         model.eval()
         return TrainResult(state.epoch, state.step, state.stop_reason, state.history,
-                           time.perf_counter() - start, precision, graphed, compile_model)
+                           time.perf_counter() - start, precision, graphed, compile_model,
+                           thread_count(), determinism_settings())
 
 
 @contextmanager
