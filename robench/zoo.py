@@ -119,7 +119,7 @@ def load_definition(dataset: str, zoo_dir: Path, preset: str = "quick") -> list[
         if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
             raise UserError(f"{path}: {key} must be [[{key}]] tables, got {shown(entries)}")
         for entry in entries:
-            members.extend(_entry_members(path, entry, arch, seeds, role))
+            members.extend(_entry_members(path, entry, arch, seeds, role, preset))
     if not arch or not any(m.role == "defender" for m in members):
         raise UserError(f"{path}: needs 'architecture' and at least one [[members]] entry")
     _check_unique(path, members)
@@ -138,7 +138,10 @@ def _preset_seeds(path: Path, seeds: Any, preset: str) -> list[int]:
     return seeds
 
 
-def _entry_members(path: Path, entry: dict[str, Any], arch: str, seeds: list[int], role: str) -> list[MemberDef]:
+def _entry_members(path: Path, entry: dict[str, Any], arch: str, seeds: list[int], role: str,
+                   preset: str) -> list[MemberDef]:
+    """An entry's members: one per seed (the entry's own seeds, a list or one list per
+    preset, else the definition's)."""
     unknown = set(entry) - MEMBER_KEYS
     if unknown:
         raise UserError(f"{path}: unknown member keys {sorted(unknown)}; valid: {sorted(MEMBER_KEYS)}")
@@ -155,7 +158,8 @@ def _entry_members(path: Path, entry: dict[str, Any], arch: str, seeds: list[int
     head = entry.get("head", DEFAULT_HEAD[loss.name])
     if not (isinstance(head, str) and head in HEADS):
         raise UserError(f"{path}: head is {shown(head)}; valid: {', '.join(HEADS)}")
-    return [MemberDef(loss, head, seed, arch, role) for seed in _preset_seeds(path, entry.get("seeds", seeds), "")]
+    own = _preset_seeds(path, entry["seeds"], preset) if "seeds" in entry else seeds
+    return [MemberDef(loss, head, seed, arch, role) for seed in own]
 
 
 def _check_unique(path: Path, members: list[MemberDef]) -> None:

@@ -97,6 +97,16 @@ def test_definition_seeds_per_preset_and_attackers(tmp_path):
     assert {m.configuration for m in paper} == {"hinge-d1", "ce"}
 
 
+
+def test_an_entrys_own_seeds_may_be_given_per_preset(tmp_path):
+    (tmp_path / "d.toml").write_text('architecture = "digits-cnn"\nseeds = [0]\n[[members]]\nloss = "ce"\n'
+                                      '[[attackers]]\nloss = "ce"\nseeds = {quick = [100], paper = [100, 101]}\n')
+    assert [m.name for m in load_definition("d", tmp_path, "quick")] == ["ce-s0", "ce-s100"]
+    assert [m.name for m in load_definition("d", tmp_path, "paper")] == ["ce-s0", "ce-s100", "ce-s101"]
+    with pytest.raises(UserError, match="seeds has no entry for preset 'huge'; it has paper, quick"):
+        load_definition("d", tmp_path, "huge")
+
+
 def test_select_members():
     members = load_definition("digits", REPO / "zoo")
     assert [m.name for m in select_members(members, ["ce"], [0, 1])] == ["ce-s0", "ce-s1", "ce-unit-s0", "ce-unit-s1"]
