@@ -196,7 +196,6 @@ def _results_dir(args: argparse.Namespace) -> Path:
         return args.results_dir
     if not args.dataset:
         raise UserError("give the results folder with --results-dir DIR or --dataset D (reports/D/results)")
-    _known_dataset(args.dataset)
     return Path("reports") / args.dataset / "results"
 
 
@@ -415,7 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         if exc.errno not in NO_SPACE:
             raise
-        sys.stderr.write(f"robench: error: {DiskFull(exc.filename or 'a file')}\n")  # a write outside atomic_write
+        sys.stderr.write(f"robench: error: {DiskFull(exc.filename or 'a file', intact=False)}\n")  # not atomic_write
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("robench: interrupted; re-run the same command to resume\n")

@@ -12,8 +12,10 @@ class DiskFull(UserError):
     """A write that found no space (ENOSPC, a disk quota, SQLite's ``database or disk is
     full``). What was being written was dropped whole: the previous file, or the store
     as of its last committed batch, is intact, so the same command resumes once there
-    is space."""
+    is space. ``intact=False`` for a write robench does not make atomically (a
+    download, say), where that cannot be promised."""
 
-    def __init__(self, target: object) -> None:
-        super().__init__(f"no space left on the device writing {target}; the previous version is intact: "
-                         "free some space and run the same command again to resume")
+    def __init__(self, target: object, intact: bool = True) -> None:
+        kept = "the previous version is intact: " if intact else ""  # a write of robench's own, never torn
+        super().__init__(f"no space left on the device writing {target}; {kept}free some space and run the same "
+                         "command again to resume")

@@ -9,6 +9,7 @@ one that a killed process left (its PID gone on this host) and remove it.
 from __future__ import annotations
 
 import errno
+import glob
 import hashlib
 import json
 import os
@@ -21,6 +22,7 @@ from typing import Any, Callable
 from robench.errors import DiskFull
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)  # a full device, an exceeded quota
+FULL_BELOW_BYTES = 64 * 1024  # free space under which a device counts as full: less than a checkpoint or a figure
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -59,9 +61,12 @@ def temporary_path(path: Path) -> Path:
 def remove_stale_temporaries(folder: Path, name: str = "*") -> list[Path]:
     """Remove the temporaries of ``name`` (any name: ``*``) in ``folder`` whose writer, a
     process of this host, is gone (a kill between writing and renaming leaves one).
-    Another host's temporaries (a shared file system) and a live process's are kept."""
+    Another host's temporaries (a shared file system) and a live process's are kept;
+    processes of other PID namespaces that share this host name and folder (containers
+    on one volume) look gone, so such containers must not write one folder at once."""
     removed = []
-    for tmp in Path(folder).glob(f"{_temporary_prefix(name)}*.tmp*"):  # with SQLite's -wal and -shm files
+    pattern = "*" if name == "*" else glob.escape(name)
+    for tmp in Path(folder).glob(f".{pattern}.{glob.escape(socket.gethostname())}.*.tmp*"):  # and SQLite's -wal, -shm
         pid = tmp.name[: tmp.name.rindex(".tmp")].split(".")[-2]
         if pid.isdigit() and not _alive(int(pid)):
             tmp.unlink(missing_ok=True)
@@ -80,16 +85,13 @@ def _alive(pid: int) -> bool:
 
 
 def no_space_left(folder: Path) -> bool:
-    """True when the device holding ``folder`` has no free block left for this user
-    (how an I/O error that does not say why is told to be a full device)."""
+    """True when the device holding ``folder`` has less than :data:`FULL_BELOW_BYTES`
+    free for this user (how an I/O error that does not say why is told to be a full device)."""
     try:
         stats = os.statvfs(folder)
     except OSError:
         return False
     return stats.f_bavail * stats.f_frsize < FULL_BELOW_BYTES
-
-
-FULL_BELOW_BYTES = 64 * 1024  # less than a SQLite WAL frame batch, a checkpoint, a figure
 
 
 def _umask() -> int:

@@ -104,29 +104,31 @@ def _whitebox_on_every_core(dataset: str, plan, members: list[str], zoo_dir: Pat
     plans = [dataclasses.replace(plan, defenders=tuple(members[i::workers])) for i in range(workers)]
     if workers > 1 and resolve_device(device).type == "cpu":
         with multiprocessing.get_context("spawn").Pool(workers, initializer=_start_worker,
-                                                       initargs=(default_precision(),)) as pool:
+                                                       initargs=(os.getpid(), default_precision())) as pool:
             pool.starmap(run_attacks, [(dataset, p, zoo_dir, results, device, data_root) for p in plans])
     return run_attacks(dataset, dataclasses.replace(plan, defenders=tuple(members)), zoo_dir, results, device,
                        data_root)
 
 
-def _start_worker(precision: str) -> None:
+def _start_worker(run_pid: int, precision: str) -> None:
     """A worker's start: death with the run (see :func:`_die_with_parent`), one thread, and
     the numeric settings the command line gave the run's own process."""
     import torch
 
     from robench.device import set_default_precision, use_ieee_fp32
 
-    _die_with_parent()
+    _die_with_parent(run_pid)
     torch.set_num_threads(1)
     use_ieee_fp32()
     set_default_precision(precision)
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(run_pid: int) -> None:
     """On Linux, ask the kernel to SIGKILL this worker when the process that started it
     dies: a ``robench run`` killed with SIGKILL (or by the OOM killer) must not leave
-    workers attacking and writing the store while the same command is run again."""
+    workers attacking and writing the store while the same command is run again. A run
+    that died before the request (while this worker was starting) is seen as a parent
+    other than ``run_pid``, and the worker exits at once."""
     import ctypes
     import signal
     import sys
@@ -134,6 +136,8 @@ def _die_with_parent() -> None:
     if sys.platform.startswith("linux"):
         PR_SET_PDEATHSIG = 1
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != run_pid:
+        os._exit(1)
 
 
 def _export_csv(results_dir: Path) -> list[Path]:

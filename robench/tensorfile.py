@@ -26,7 +26,7 @@ from robench.errors import UserError
 from robench.jsonfile import one_line
 
 HEADER_LIMIT = 100 * 2**20  # safetensors' own limit on the header's length
-MAX_DIMS = 64  # torch's limit; a longer shape is refused before its size is computed
+MAX_DIMS = 64  # numpy's limit (no model has more); a longer shape is refused before its size is computed
 DTYPES = {  # safetensors' dtype names and their sizes in bytes
     "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
     "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}

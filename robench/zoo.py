@@ -42,7 +42,7 @@ DEFAULT_HEAD = {"ce": "linear", "hinge": "linear", "1toN": "unit", "1toN+ce": "u
 MEMBER_KEYS = {"loss", "delta", "bound", "head", "seeds"}
 DEFINITION_KEYS = {"architecture", "seeds", "members", "attackers"}
 RETRAIN = "retrain the member with `robench train zoo --force`"
-MAX_SEED = 2**32 - 1  # a definition's seeds; an experiment's training seeds are 1000 times larger
+MAX_DEFINITION_SEED = 2**32 - 1  # a definition's seeds; an experiment's training seeds are 1000 times larger
 
 
 @dataclass(frozen=True)
@@ -132,8 +132,9 @@ def _preset_seeds(path: Path, seeds: Any, preset: str) -> list[int]:
         if preset not in seeds:
             raise UserError(f"{path}: seeds has no entry for preset {preset!r}; it has {', '.join(sorted(seeds))}")
         seeds = seeds[preset]
-    if not isinstance(seeds, list) or not seeds or not all(type(s) is int and 0 <= s <= MAX_SEED for s in seeds):
-        raise UserError(f"{path}: seeds must be a non-empty list of integers from 0 to {MAX_SEED}, "
+    in_range = isinstance(seeds, list) and all(type(s) is int and 0 <= s <= MAX_DEFINITION_SEED for s in seeds)
+    if not seeds or not in_range:
+        raise UserError(f"{path}: seeds must be a non-empty list of integers from 0 to {MAX_DEFINITION_SEED}, "
                         f"got {shown(seeds)}")
     return seeds
 

@@ -119,7 +119,7 @@ def _arm(point: KillPoint) -> None:
         "checkpoint tensors": (checkpoint, "atomic_write", inside(checkpoint.atomic_write)),
         "checkpoint json": (checkpoint, "atomic_write_json", before(checkpoint.atomic_write_json)),
         "weights → card": (zoo, "atomic_write_json", before(zoo.atomic_write_json)),
-        "store transaction": (sqlite.ResultStore, "_write", _write_then(hit)),
+        "store transaction": (sqlite.ResultStore, "_connect", _killing_commits(sqlite.ResultStore._connect, hit)),
         "report figure": (figures, "atomic_write", inside(figures.atomic_write)),
         "report page": (report, "atomic_write_text", before_index(report.atomic_write_text)),
         "export": (export, "atomic_write_text", lambda path, text: _atomic_text_then(path, text, hit)),
@@ -134,22 +134,30 @@ def _atomic_text_then(path: Path, text: str, hit) -> None:
     atomic_write(path, lambda tmp: (tmp.write_text(text, encoding="utf-8"), hit()))
 
 
-def _write_then(hit):
-    """ResultStore._write that runs ``hit`` with its transaction open, rows inserted."""
+class _CommitKiller:
+    """A store's SQLite connection that runs ``hit`` just before each COMMIT: inside the
+    store's own transaction, its rows inserted and not committed."""
 
-    def _write(self, statements) -> None:
-        connection = self._connect(create=True)
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            for sql, rows in statements:
-                connection.executemany(sql, rows)
-            hit()
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
+    def __init__(self, connection, hit) -> None:
+        self._connection, self._hit = connection, hit
 
-    return _write
+    def execute(self, sql, *args):
+        if sql == "COMMIT":
+            self._hit()
+        return self._connection.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self._connection, name)
+
+
+def _killing_commits(connect, hit):
+    """``ResultStore._connect`` whose connection is a :class:`_CommitKiller`."""
+
+    def _connect(self, create: bool):
+        connection = connect(self, create)
+        return None if connection is None else _CommitKiller(connection, hit)
+
+    return _connect
 
 
 def _child(argv: list[str], cwd: str, point: KillPoint | None, log_name: str) -> None:
@@ -241,7 +249,9 @@ VOLATILE = ("timestamp", "run_id")  # when a record was written and by which run
 
 
 def records(results: Path, volatile: tuple[str, ...] = VOLATILE) -> dict[str, pd.DataFrame]:
-    """Every stored table, sorted by cell, without the ``volatile`` columns."""
+    """Every stored table, sorted by cell (runs by id), without the ``volatile`` columns
+    (a run's ``created`` is its ``timestamp``). No cell can be stored twice: the store's
+    unique index on it refuses that, and the check here is the file's integrity."""
     path = results / "results.sqlite"
     connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
@@ -249,8 +259,9 @@ def records(results: Path, volatile: tuple[str, ...] = VOLATILE) -> dict[str, pd
         tables = {}
         for table in ("attacks", "experiments", "flags"):
             frame = pd.read_sql_query(f"SELECT * FROM {table}", connection)
-            assert frame["cell"].is_unique, f"{table}: a cell stored twice"
             tables[table] = frame.drop(columns=list(volatile)).sort_values("cell").reset_index(drop=True)
+        runs = pd.read_sql_query("SELECT * FROM runs", connection).drop(columns="created")
+        tables["runs"] = runs.sort_values("run_id").reset_index(drop=True)
         return tables
     finally:
         connection.close()

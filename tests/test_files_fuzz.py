@@ -1,4 +1,4 @@
-"""Fuzzing every reader of a file that is not a dataset (issue 17): a member's card and
+"""Fuzzing every reader of a file that is not a dataset: a member's card and
 weights, a zoo definition, a training checkpoint, the result store and the result CSVs
 of robench before the store.
 
@@ -8,7 +8,7 @@ short). Each example is read or refused with a one-line UserError (exit code 2 a
 line on stderr through the command line); any other exception, a hang past the deadline
 or a memory peak past :data:`PEAK_LIMIT` fails. What a reader accepts is checked to be
 usable (a loaded model runs, a migrated store reads back). The runs are derandomized, so
-CI sees the same examples every time; :data:`EXAMPLES` counts them per reader.
+CI sees the same examples every time.
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ from robench.cards import ROLES
 from robench.zoo import CARD, WEIGHTS, load, load_definition, read_card, save_member
 
 LEGACY = Path(__file__).resolve().parent / "data" / "legacy-results" / "digits"
-EXAMPLES: dict[str, int] = {}  # reader -> examples run
 PEAK_LIMIT = 1024 * 2**20  # growth of the process's peak memory allowed while one test fuzzes
 TABLES = (AttackRecord, ExperimentRecord, FlagRecord, RunRecord)
 
@@ -53,10 +52,6 @@ def fuzz(examples: int, deadline_s: float = 5.0):
     return settings(max_examples=examples, derandomize=True, deadline=deadline_s * 1000, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                            HealthCheck.data_too_large, HealthCheck.large_base_example])
-
-
-def _count(reader: str) -> None:
-    EXAMPLES[reader] = EXAMPLES.get(reader, 0) + 1
 
 
 def _read_or_refuse(call: Callable[[], Any]) -> Any:
@@ -238,7 +233,6 @@ def test_card_json(member, data):
     """card.json through read_card, zoo.load and `robench zoo list`."""
     folder, card = member
     text = data.draw(json_files(card, CARD_VALUES))
-    _count("card.json")
     with _folder() as tmp:
         copy = _member_copy(folder, tmp, card=text)
         read = _read_or_refuse(lambda: read_card(copy))
@@ -256,7 +250,6 @@ def test_weights_safetensors(member, data):
     """weights.safetensors (its SHA-256 in the card updated to match) through zoo.load."""
     folder, card = member
     weights = data.draw(safetensors_files((folder / WEIGHTS).read_bytes()))
-    _count("weights.safetensors")
     with _folder() as tmp:
         copy = _member_copy(folder, tmp, weights=weights)
         (copy / CARD).write_text(json.dumps({**card, "weights_sha256": _sha256(copy / WEIGHTS)}))
@@ -363,7 +356,7 @@ def definitions(draw) -> bytes:
 
 
 VALID_DEFINITION = 'architecture = "digits-cnn"\nseeds = [0, 1]\n[[members]]\nloss = "ce"\n'
-NAMED_DEFINITIONS = {  # the cases issue 17 names, run besides the generated ones
+NAMED_DEFINITIONS = {  # the classic mistakes, run besides the generated ones
     "seeds a string": VALID_DEFINITION.replace("[0, 1]", '"0, 1"'),
     "delta a list": VALID_DEFINITION + 'delta = [1.0]\n',
     "loss an integer": VALID_DEFINITION.replace('loss = "ce"', "loss = 1"),
@@ -386,7 +379,6 @@ def _named(cases: dict[str, str], test):
 @given(text=definitions(), preset=st.sampled_from(["quick", "paper"]))
 def test_zoo_definition(text, preset):
     """<zoo-dir>/digits.toml through load_definition."""
-    _count("zoo definition (TOML)")
     with _folder() as tmp:
         (tmp / "digits.toml").write_bytes(text)
         members = _read_or_refuse(lambda: load_definition("digits", tmp, preset))
@@ -460,7 +452,6 @@ def test_checkpoint_json(checkpoint, data):
     """A training checkpoint's checkpoint.json through load_checkpoint."""
     folder, meta = checkpoint
     text = data.draw(json_files(meta, META_VALUES))
-    _count("checkpoint.json")
     with _folder() as tmp:
         copy = Path(shutil.copytree(folder, tmp / "partial"))
         (copy / META).write_bytes(text)
@@ -473,7 +464,6 @@ def test_checkpoint_tensors(checkpoint, data):
     """A checkpoint's tensor file (its SHA-256 in checkpoint.json updated) through load_checkpoint."""
     folder, meta = checkpoint
     tensors = data.draw(safetensors_files((folder / meta["tensors"]).read_bytes()))
-    _count("checkpoint tensors (safetensors)")
     with _folder() as tmp:
         copy = Path(shutil.copytree(folder, tmp / "partial"))
         (copy / meta["tensors"]).write_bytes(tensors)
@@ -579,7 +569,6 @@ def _read_store(results: Path) -> None:
 def test_result_store_reads(store, data):
     """results.sqlite through ResultStore.frame / records / cells."""
     write = data.draw(store_files(store[1]))
-    _count("results.sqlite (ResultStore)")
     with _folder() as tmp:
         write(tmp / DATABASE)
         _read_store(tmp)
@@ -590,7 +579,6 @@ def test_result_store_reads(store, data):
 def test_result_store_export(store, data):
     """results.sqlite through `robench results export`."""
     write = data.draw(store_files(store[1]))
-    _count("results.sqlite (robench results export)")
     with _folder() as tmp:
         write(tmp / DATABASE)
         if _cli("results", "export", "--results-dir", tmp, "--out", tmp / "out") == 0:
@@ -604,7 +592,6 @@ def test_result_store_report(store, data):
     """results.sqlite through `robench report` (the zoo holding the attacked member);
     mostly single byte flips, so that many stores read and their values reach the report."""
     write = data.draw(store_files(store[1], ("flips", "flips", "flips", "schema", "cut"), flips=2))
-    _count("results.sqlite (robench report)")
     with _folder() as tmp:
         write(tmp / DATABASE)
         if _cli("report", "--dataset", "digits", "--zoo-dir", store[0], "--results-dir", tmp,
@@ -618,7 +605,6 @@ def test_result_store_schema_upgrade(store, data):
     """results.sqlite through `robench results migrate` (which upgrades a store of an
     older schema first): a store of schema 1, damaged or not, other schemas, junk."""
     write = data.draw(store_files(store[1], ("schema", "schema", "flips", "cut", "bytes")))
-    _count("results.sqlite (robench results migrate)")
     with _folder() as tmp:
         write(tmp / DATABASE)
         if _cli("results", "migrate", tmp) == 0:
@@ -699,7 +685,6 @@ def _write_legacy(folder: Path, files: dict[str, bytes]) -> None:
 def test_legacy_csvs_through_migrate(files):
     """Legacy result CSVs through migrate: stored whole, in a store that reads back, or
     refused with nothing written."""
-    _count("legacy result CSVs (migrate)")
     with _folder() as tmp:
         results = tmp / "results"
         _write_legacy(results, files)
@@ -719,7 +704,6 @@ def test_legacy_csvs_through_migrate(files):
 @given(files=legacy_folders())
 def test_legacy_csvs_through_cli_migrate(files):
     """Legacy result CSVs through `robench results migrate`."""
-    _count("legacy result CSVs (robench results migrate)")
     with _folder() as tmp:
         _write_legacy(tmp / "results", files)
         _cli("results", "migrate", tmp / "results")

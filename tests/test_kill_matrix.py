@@ -12,6 +12,7 @@ command's own outputs are compared with the matching part of it.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -194,3 +195,34 @@ def test_run_twice_gives_identical_records_weights_and_report(reference, tmp_pat
     for card in sorted((tmp_path / "zoo").rglob("card.json")):
         data = json.loads(card.read_text())
         assert (data["threads"], data["determinism"]) == (1, settings), card
+
+
+# ------------------------------------------------------------ what a killed write leaves
+
+
+def test_temporaries_of_gone_processes_are_removed_and_the_others_kept(tmp_path):
+    """A killed write's temporary goes at the next write; a live process's, another
+    host's and another target's stay (robench.io.remove_stale_temporaries)."""
+    import socket
+    import subprocess
+    import sys
+
+    from robench.io import atomic_write_text, remove_stale_temporaries
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead, live, host = int(gone.stdout), os.getpid(), socket.gethostname()
+    names = {
+        "dead": f".a[1].csv.{host}.{dead}.x1.tmp",  # glob characters in the target's name
+        "dead wal": f".a[1].csv.{host}.{dead}.x2.tmp-wal",
+        "live": f".a[1].csv.{host}.{live}.x3.tmp",
+        "other host": f".a[1].csv.{host}-other.{dead}.x4.tmp",
+        "other target": f".b.csv.{host}.{dead}.x5.tmp",
+    }
+    for name in names.values():
+        (tmp_path / name).write_text("half")
+    atomic_write_text(tmp_path / "a[1].csv", "whole\n")
+    left = {k for k, name in names.items() if (tmp_path / name).exists()}
+    assert left == {"live", "other host", "other target"}
+    assert (tmp_path / "a[1].csv").read_text() == "whole\n"
+    assert [p.name for p in remove_stale_temporaries(tmp_path)] == [names["other target"]]

@@ -362,8 +362,10 @@ def test_a_report_from_the_migrated_results_holds_every_legacy_number(tmp_path, 
 
 
 def _schema_1_store(results_dir: Path) -> list[AttackRecord]:
-    """A store as schema 1 wrote it (no threads or determinism columns, user_version 1),
-    holding three attack records and one experiment record; returns the attack records."""
+    """A store as schema 1 wrote it (no threads or determinism columns, user_version 1,
+    rows of schema_version 1), holding three attack records and one experiment record;
+    returns the attack records as written."""
+    import dataclasses
     import sqlite3
 
     from factories import attack_record, experiment_record
@@ -375,9 +377,11 @@ def _schema_1_store(results_dir: Path) -> list[AttackRecord]:
     for table in ("attacks", "experiments"):
         for column in ("threads", "determinism"):
             connection.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    for table in ("attacks", "experiments"):
+        connection.execute(f"UPDATE {table} SET schema_version = 1")
     connection.execute("PRAGMA user_version = 1")
     connection.close()
-    return stored
+    return [dataclasses.replace(r, schema_version=1) for r in stored]
 
 
 def test_a_schema_1_store_is_refused_then_upgraded_once_with_empty_thread_columns(tmp_path):
@@ -392,5 +396,5 @@ def test_a_schema_1_store_is_refused_then_upgraded_once_with_empty_thread_column
         upgraded = store.records(AttackRecord)
         experiments = store.records(ExperimentRecord)
     assert upgraded == [dataclasses.replace(r, threads=None, determinism=None) for r in stored]
-    assert [(e.threads, e.determinism) for e in experiments] == [(None, None)]
+    assert [(e.threads, e.determinism, e.schema_version) for e in experiments] == [(None, None, 1)]
     assert "nothing to migrate" in migrate(tmp_path)[0]

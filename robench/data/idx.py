@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import gzip
 import math
-import os
 import struct
 import zlib
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 
 from robench.data.base import one_line
 from robench.errors import UserError
+from robench.io import atomic_write
 
 IMAGES_MAGIC = 0x00000803
 LABELS_MAGIC = 0x00000801
@@ -162,11 +162,13 @@ def _write(path: str | Path, magic: int, array: np.ndarray) -> None:
     path = Path(path)
     array = np.ascontiguousarray(array, dtype=np.uint8)
     header = struct.pack(f">I{array.ndim}I", magic, *array.shape)
-    tmp = path.with_name(path.name + ".tmp")
-    with gzip.open(tmp, "wb") if path.name.endswith(".gz") else open(tmp, "wb") as f:
-        f.write(header)
-        f.write(array.tobytes())
-    os.replace(tmp, path)
+
+    def write(tmp: Path) -> None:
+        with gzip.open(tmp, "wb") if path.name.endswith(".gz") else open(tmp, "wb") as f:
+            f.write(header)
+            f.write(array.tobytes())
+
+    atomic_write(path, write)
 
 
 def write_idx_images(path: str | Path, array: np.ndarray) -> None:

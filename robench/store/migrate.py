@@ -259,13 +259,13 @@ def migrate(results_dir: Path) -> list[str]:
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise UserError(f"{results_dir} is not a folder; give the results folder, e.g. reports/digits/results")
-    upgraded = upgrade_store(results_dir / DATABASE)
     paths = legacy_files(results_dir)
+    migrated = [_migrate_file(p, robench.__version__) for p in paths]  # every file checked before any write
+    upgraded = upgrade_store(results_dir / DATABASE)
     if not paths:
         return [upgraded] if upgraded else [
             f"nothing to migrate in {results_dir}: no result CSVs from before the store "
             f"({', '.join(LEGACY_FILES)}) and no store of a schema older than {SCHEMA_VERSION}"]
-    migrated = [_migrate_file(p, robench.__version__) for p in paths]
     with ResultStore(results_dir, legacy_ok=True) as store:
         for m in migrated:
             store.save_run(m.run)

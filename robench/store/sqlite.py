@@ -119,7 +119,8 @@ class ResultStore:
         full = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
         if full or (getattr(exc, "sqlite_errorname", "").startswith("SQLITE_IOERR") and no_space_left(self.results_dir)):
             return DiskFull(self.path)  # opening a WAL store on a full device fails as an I/O error
-        if getattr(exc, "sqlite_errorname", "") in ENVIRONMENT_ERRORS or "locked" in str(exc):
+        name = getattr(exc, "sqlite_errorname", "")
+        if any(name == e or name.startswith(e + "_") for e in ENVIRONMENT_ERRORS) or "locked" in str(exc):
             return UserError(f"{self.path} cannot be used now ({one_line(exc)}); check the disk, the file's "
                              "permissions and other robench processes, then re-run")
         return UserError(f"{self.path} is not a readable robench result store ({one_line(exc)}); "

@@ -15,7 +15,7 @@ from pathlib import Path
 from robench.errors import UserError
 from robench.jsonfile import one_line
 from robench.store.records import RECORD_TYPES, SCHEMA_VERSION, sql_type
-from robench.store.sqlite import UNREADABLE
+from robench.store.sqlite import BUSY_TIMEOUT_S, UNREADABLE
 
 ADDED_IN_2 = ("threads", "determinism")  # nullable fields of schema 2, empty in upgraded rows
 
@@ -27,7 +27,7 @@ def upgrade_store(path: Path) -> str | None:
     if not path.is_file():
         return None
     try:
-        connection = sqlite3.connect(path, isolation_level=None)
+        connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         try:
             return _upgrade(connection, path)
         finally:
@@ -44,6 +44,8 @@ def _upgrade(connection: sqlite3.Connection, path: Path) -> str | None:
         if version == SCHEMA_VERSION:
             connection.execute("ROLLBACK")
             return None
+        if version == 0:
+            raise UserError(f"{path} is not a robench result store (it has no schema version); move it away")
         if version != 1:
             raise UserError(f"{path} has result schema {version}; this robench upgrades schema 1 to "
                             f"{SCHEMA_VERSION} only")
