@@ -61,16 +61,17 @@ NAMED_POINTS = {
 
 @dataclass(frozen=True)
 class KillPoint:
-    """Where to kill: ``after_s`` seconds after the start, or the ``nth`` time the
+    """Where to kill: after ``fraction`` of the time the command takes uninterrupted (a
+    share, not seconds, so that a faster machine kills it at the same stage), or the ``nth`` time the
     command reaches the named point ``name``."""
 
     name: str = ""
     nth: int = 1
-    after_s: float = 0.0
+    fraction: float = 0.0
 
     @property
     def label(self) -> str:
-        return f"{self.after_s:g} s after the start" if self.after_s else f"{self.name} #{self.nth}"
+        return f"{self.fraction:.0%} of its run" if self.fraction else f"{self.name} #{self.nth}"
 
 
 # ------------------------------------------------------------ inside the child
@@ -201,12 +202,14 @@ class Outcome:
         return self.exit_code == -signal.SIGKILL
 
 
-def run(argv: list[str], cwd: Path, point: KillPoint | None = None, log_name: str = "robench.log") -> Outcome:
-    """Run ``robench argv`` in ``cwd``; kill it at ``point`` (None: to the end)."""
+def run(argv: list[str], cwd: Path, point: KillPoint | None = None, seconds: float = 0.0,
+        log_name: str = "robench.log") -> Outcome:
+    """Run ``robench argv`` in ``cwd``; kill it at ``point`` (None: to the end); a point
+    in time is a share of ``seconds``, the command's uninterrupted duration."""
     process = _context().Process(target=_child, args=(argv, str(cwd), point, log_name))
     start = time.perf_counter()
     process.start()
-    deadline = point.after_s if point is not None and point.after_s else TIMEOUT_S
+    deadline = point.fraction * seconds if point is not None and point.fraction else TIMEOUT_S
     process.join(deadline)
     if process.is_alive():
         os.kill(process.pid, signal.SIGKILL)

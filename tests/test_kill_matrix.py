@@ -32,13 +32,36 @@ RESULTS = Path("reports") / "digits" / "results"
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> Path:
-    """One uninterrupted `robench run` of the shrunken configuration."""
+def reference_run(tmp_path_factory) -> tuple[Path, float]:
+    """One uninterrupted `robench run` of the shrunken configuration: (its folder, seconds)."""
     root = tmp_path_factory.mktemp("reference")
     _tiny_zoo(root)
     outcome = kh.run(RUN, root)
     assert outcome.exit_code == 0, (root / "robench.log").read_text()[-3000:]
-    return root
+    return root, outcome.seconds
+
+
+@pytest.fixture(scope="module")
+def reference(reference_run) -> Path:
+    return reference_run[0]
+
+
+@pytest.fixture(scope="module")
+def seconds(reference_run, tmp_path_factory):
+    """``seconds(argv)``: how long command ``argv`` takes uninterrupted on this machine,
+    measured once (`train zoo` from nothing; the others on the reference's trained zoo)."""
+    measured = {tuple(RUN): reference_run[1]}
+
+    def of(argv: list[str]) -> float:
+        if tuple(argv) not in measured:
+            root = tmp_path_factory.mktemp("timed")
+            _tiny_zoo(root) if argv == TRAIN_ZOO else _trained_zoo(reference_run[0], root)
+            outcome = kh.run(argv, root)
+            assert outcome.exit_code == 0, (root / "robench.log").read_text()[-3000:]
+            measured[tuple(argv)] = outcome.seconds
+        return measured[tuple(argv)]
+
+    return of
 
 
 def _tiny_zoo(root: Path) -> None:
@@ -46,9 +69,9 @@ def _tiny_zoo(root: Path) -> None:
     (root / "zoo" / "digits.toml").write_text(kh.TINY_ZOO)
 
 
-def _killed_then_resumed(argv: list[str], root: Path, point: KillPoint) -> None:
+def _killed_then_resumed(argv: list[str], root: Path, point: KillPoint, seconds) -> None:
     """Run ``argv`` in ``root``, kill it at ``point``, run it again to the end."""
-    killed = kh.run(argv, root, point)
+    killed = kh.run(argv, root, point, seconds(argv) if point.fraction else 0.0)
     log = (root / "robench.log").read_text() if (root / "robench.log").exists() else ""
     assert killed.killed, f"{point.label} was not reached (exit {killed.exit_code}): {log[-2000:]}"
     assert killed.group_gone, "a process of the killed command kept running"
@@ -70,8 +93,8 @@ def _assert_same_frame(got: pd.DataFrame, want: pd.DataFrame) -> None:
 # ------------------------------------------------------------ train zoo
 
 ZOO_POINTS = [
-    KillPoint(after_s=1.0),
-    KillPoint(after_s=2.0),
+    KillPoint(fraction=0.3),
+    KillPoint(fraction=0.6),
     KillPoint("checkpoint tensors", 2),
     KillPoint("checkpoint json", 4),
     KillPoint("checkpoint tensors", 7),
@@ -81,9 +104,9 @@ ZOO_POINTS = [
 
 
 @pytest.mark.parametrize("point", ZOO_POINTS, ids=lambda p: p.label)
-def test_train_zoo_killed_resumes_to_bit_identical_weights(point, reference, tmp_path):
+def test_train_zoo_killed_resumes_to_bit_identical_weights(point, reference, seconds, tmp_path):
     _tiny_zoo(tmp_path)
-    _killed_then_resumed(TRAIN_ZOO, tmp_path, point)
+    _killed_then_resumed(TRAIN_ZOO, tmp_path, point, seconds)
     want = {k: v for k, v in kh.weights(reference).items() if "experiments" not in k}
     assert kh.weights(tmp_path) == want
 
@@ -91,7 +114,7 @@ def test_train_zoo_killed_resumes_to_bit_identical_weights(point, reference, tmp
 # ------------------------------------------------------------ attack
 
 ATTACK_POINTS = [
-    KillPoint(after_s=1.0),
+    KillPoint(fraction=0.5),
     KillPoint("store transaction", 1),
     KillPoint("store transaction", 3),
     KillPoint("store transaction", 5),
@@ -104,9 +127,9 @@ def _trained_zoo(reference: Path, root: Path) -> None:
 
 
 @pytest.mark.parametrize("point", ATTACK_POINTS, ids=lambda p: p.label)
-def test_attack_killed_resumes_to_every_record_once(point, reference, tmp_path):
+def test_attack_killed_resumes_to_every_record_once(point, reference, seconds, tmp_path):
     _trained_zoo(reference, tmp_path)
-    _killed_then_resumed(ATTACK, tmp_path, point)
+    _killed_then_resumed(ATTACK, tmp_path, point, seconds)
     got = _records(tmp_path)["attacks"]
     want = _records(reference)["attacks"]
     want = want[want["mode"].isin(["whitebox", "sanity"]) & want["attack"].isin(["fgsm", "ifgsm"])]
@@ -116,7 +139,7 @@ def test_attack_killed_resumes_to_every_record_once(point, reference, tmp_path):
 # ------------------------------------------------------------ experiment
 
 EXPERIMENT_POINTS = [
-    KillPoint(after_s=1.0),
+    KillPoint(fraction=0.5),
     KillPoint("checkpoint json", 2),
     KillPoint("weights → card", 3),
     KillPoint("store transaction", 2),
@@ -124,9 +147,9 @@ EXPERIMENT_POINTS = [
 
 
 @pytest.mark.parametrize("point", EXPERIMENT_POINTS, ids=lambda p: p.label)
-def test_experiment_killed_resumes_to_the_same_models_and_records(point, reference, tmp_path):
+def test_experiment_killed_resumes_to_the_same_models_and_records(point, reference, seconds, tmp_path):
     _trained_zoo(reference, tmp_path)
-    _killed_then_resumed(EXPERIMENT, tmp_path, point)
+    _killed_then_resumed(EXPERIMENT, tmp_path, point, seconds)
     want = _records(reference)["experiments"]
     _assert_same_frame(_records(tmp_path)["experiments"], want[want["experiment"] == "generalization"])
     trained = {k: v for k, v in kh.weights(reference).items() if "-gen" in k}
@@ -143,25 +166,25 @@ REPORT_POINTS = [
 
 
 @pytest.mark.parametrize("point", REPORT_POINTS, ids=lambda p: p.label)
-def test_report_killed_rewrites_the_same_report(point, reference, tmp_path):
+def test_report_killed_rewrites_the_same_report(point, reference, seconds, tmp_path):
     _trained_zoo(reference, tmp_path)
     shutil.copytree(reference / RESULTS, tmp_path / RESULTS)
-    _killed_then_resumed(REPORT, tmp_path, point)
+    _killed_then_resumed(REPORT, tmp_path, point, seconds)
     assert kh.report_text(tmp_path / "reports" / "digits") == kh.report_text(reference / "reports" / "digits")
 
 
 # ------------------------------------------------------------ run
 
 RUN_POINTS = [
-    KillPoint(after_s=7.0),  # in the worst-case stage: its worker processes die with the run
+    KillPoint(fraction=0.35),  # in the worst-case stage: its worker processes die with the run
     KillPoint("export", 2),
 ]
 
 
 @pytest.mark.parametrize("point", RUN_POINTS, ids=lambda p: p.label)
-def test_run_killed_resumes_to_the_uninterrupted_result(point, reference, tmp_path):
+def test_run_killed_resumes_to_the_uninterrupted_result(point, reference, seconds, tmp_path):
     _tiny_zoo(tmp_path)
-    _killed_then_resumed(RUN, tmp_path, point)
+    _killed_then_resumed(RUN, tmp_path, point, seconds)
     assert kh.weights(tmp_path) == kh.weights(reference)
     got, want = _records(tmp_path), _records(reference)
     for table in want:
