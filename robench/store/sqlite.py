@@ -70,6 +70,24 @@ def legacy_files(results_dir: Path) -> list[Path]:
     return found
 
 
+def store_error(path: Path, exc: Exception) -> UserError:
+    """The one-line UserError of a SQLite error on the store at ``path``: a file that is
+    not a store of robench's schema, or is damaged (SQLite's text, even its message, may
+    not decode), is to be moved away; a busy, full, read-only or unreachable one is said
+    as SQLite says it; a full disk is :class:`DiskFull` (the batch being written rolled
+    back, the committed ones stay)."""
+    if isinstance(exc, UnicodeDecodeError):
+        return UserError(f"{path} is damaged (SQLite gave text that is not UTF-8); move it away and re-run")
+    name = getattr(exc, "sqlite_errorname", "")
+    full = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    if full or (name.startswith("SQLITE_IOERR") and no_space_left(Path(path).parent)):
+        return DiskFull(path)  # opening a WAL store on a full device fails as an I/O error
+    if any(name == e or name.startswith(e + "_") for e in ENVIRONMENT_ERRORS) or "locked" in str(exc):
+        return UserError(f"{path} cannot be used now ({one_line(exc)}); check the disk, the file's "
+                         "permissions and other robench processes, then re-run")
+    return UserError(f"{path} is not a readable robench result store ({one_line(exc)}); move it away and re-run")
+
+
 class ResultStore:
     """The records of one results folder. Opening creates nothing; the first write
     creates the folder and the database. ``legacy_ok`` (the migration only) opens a
@@ -104,38 +122,20 @@ class ResultStore:
             connection.execute("PRAGMA synchronous = NORMAL")
             self._check_schema(connection)
         except UNREADABLE as exc:
-            raise self._unusable(exc) from None
+            raise store_error(self.path, exc) from None
         self._connection = connection
         return connection
 
-    def _unusable(self, exc: Exception) -> UserError:
-        """The one-line UserError of a SQLite error on this store: a file that is not a
-        store of robench's schema, or is damaged (SQLite's text, even its message, may
-        not decode), is to be moved away; a busy, full,
-        read-only or unreachable one is said as SQLite says it; a full disk is :class:`DiskFull`
-        (the batch being written rolled back, the committed ones stay)."""
-        if isinstance(exc, UnicodeDecodeError):
-            return UserError(f"{self.path} is damaged (SQLite gave text that is not UTF-8); move it away and re-run")
-        full = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
-        if full or (getattr(exc, "sqlite_errorname", "").startswith("SQLITE_IOERR") and no_space_left(self.results_dir)):
-            return DiskFull(self.path)  # opening a WAL store on a full device fails as an I/O error
-        name = getattr(exc, "sqlite_errorname", "")
-        if any(name == e or name.startswith(e + "_") for e in ENVIRONMENT_ERRORS) or "locked" in str(exc):
-            return UserError(f"{self.path} cannot be used now ({one_line(exc)}); check the disk, the file's "
-                             "permissions and other robench processes, then re-run")
-        return UserError(f"{self.path} is not a readable robench result store ({one_line(exc)}); "
-                         "move it away and re-run")
-
     def _query(self, sql: str) -> list[tuple] | None:
         """All rows of the read ``sql``; None when there is no store (a damaged store
-        is a UserError, :meth:`_unusable`)."""
+        is a UserError, :func:`store_error`)."""
         connection = self._connect(create=False)
         if connection is None:
             return None
         try:
             return connection.execute(sql).fetchall()
         except UNREADABLE as exc:
-            raise self._unusable(exc) from None
+            raise store_error(self.path, exc) from None
 
     def _create(self) -> None:
         """Build an empty store (WAL mode, every table, the schema version) in a private
@@ -162,7 +162,7 @@ class ResultStore:
             except FileExistsError:
                 pass
         except sqlite3.DatabaseError as exc:
-            raise self._unusable(exc) from None
+            raise store_error(self.path, exc) from None
         finally:
             draft.unlink(missing_ok=True)
 
@@ -207,7 +207,7 @@ class ResultStore:
         except sqlite3.IntegrityError:
             raise  # a record of the wrong type: a bug, never the file's fault
         except UNREADABLE as exc:
-            raise self._unusable(exc) from None
+            raise store_error(self.path, exc) from None
 
     def save_run(self, run: RunRecord) -> str:
         """Store ``run`` once (a run with its id already stored is kept); returns its id."""

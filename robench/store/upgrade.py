@@ -13,9 +13,8 @@ import sqlite3
 from pathlib import Path
 
 from robench.errors import UserError
-from robench.jsonfile import one_line
 from robench.store.records import RECORD_TYPES, SCHEMA_VERSION, sql_type
-from robench.store.sqlite import BUSY_TIMEOUT_S, UNREADABLE
+from robench.store.sqlite import BUSY_TIMEOUT_S, UNREADABLE, store_error
 
 ADDED_IN_2 = ("threads", "determinism")  # nullable fields of schema 2, empty in upgraded rows
 
@@ -33,8 +32,7 @@ def upgrade_store(path: Path) -> str | None:
         finally:
             connection.close()
     except UNREADABLE as exc:
-        raise UserError(f"{path} is not a readable robench result store ({one_line(exc)}); "
-                        "move it away and re-run") from None
+        raise store_error(path, exc) from None
 
 
 def _upgrade(connection: sqlite3.Connection, path: Path) -> str | None:
