@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
+from robench import settings
 from robench.device import PRECISION_CHOICES, set_compile_training, set_default_precision, use_ieee_fp32
 from robench.errors import DiskFull, UserError
 from robench.io import NO_SPACE
@@ -401,10 +402,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(message)s")
     func: Callable[[argparse.Namespace], None] = args.func
     try:
-        use_ieee_fp32()
-        set_default_precision(getattr(args, "precision", "auto"))
-        set_compile_training(getattr(args, "compile", False))
-        func(args)
+        with settings.preserved():  # a caller in the same Python process gets its settings back
+            use_ieee_fp32()
+            set_default_precision(getattr(args, "precision", "auto"))
+            set_compile_training(getattr(args, "compile", False))
+            func(args)
     except UserError as exc:
         sys.stderr.write(f"robench: error: {exc}\n")
         return 2

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from leak_check import no_leaks  # noqa: F401 (an autouse fixture: every test is checked)
+from robench import settings
 from robench.data import load_dataset
 from robench.presets import train_spec, with_overrides
 from robench.train.members import train_member
@@ -18,6 +20,15 @@ from robench.zoo import load_definition, member_dir
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE_EPOCHS = 10  # a third of the quick preset: every member reaches 0.897-0.97 (AMD EPYC and earlier boxes)
+
+
+@pytest.fixture
+def process_settings():
+    """The process settings (:mod:`robench.settings`) as they were before the test, written
+    back afterwards: a test that sets threads, TF32, determinism or robench's precision and
+    compile defaults asks for this fixture."""
+    with settings.preserved() as before:
+        yield before
 
 
 @pytest.fixture
@@ -52,13 +63,12 @@ def digits_zoo(tmp_path_factory, digits) -> Path:
     trained for FIXTURE_EPOCHS epochs with the quick recipe."""
     zoo_dir = tmp_path_factory.mktemp("zoo")
     (zoo_dir / "digits.toml").write_text(one_seed_definition((REPO / "zoo" / "digits.toml").read_text()))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    for member in load_definition("digits", zoo_dir):
-        spec = with_overrides(train_spec("digits", "quick", member.loss.name), epochs=FIXTURE_EPOCHS)
-        card = train_member(digits, member, spec, member_dir(zoo_dir, "digits", member.name))
-        assert card["clean_test_accuracy"] > 0.85, card["name"]
-    torch.set_num_threads(threads)
+    with settings.preserved():
+        torch.set_num_threads(2)
+        for member in load_definition("digits", zoo_dir):
+            spec = with_overrides(train_spec("digits", "quick", member.loss.name), epochs=FIXTURE_EPOCHS)
+            card = train_member(digits, member, spec, member_dir(zoo_dir, "digits", member.name))
+            assert card["clean_test_accuracy"] > 0.85, card["name"]
     return zoo_dir
 
 
@@ -105,16 +115,15 @@ def trained(trained_once):
 def trained_once(sklearn_digits):
     """(model, x_test (300, 1, 8, 8), y_test (300,)): an accurate (>0.9) digits classifier,
     trained once with one thread (the attack tests run on it)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     x, y = sklearn_digits
     x_train, y_train, x_test, y_test = x[:-300], y[:-300], x[-300:], y[-300:]
-    torch.manual_seed(0)
-    gen = torch.Generator().manual_seed(0)
-    draws = (torch.randint(0, len(x_train), (128,), generator=gen) for _ in range(250))
-    model = fit_adam(digits_cnn(), ((x_train[idx], y_train[idx]) for idx in draws), lr=1e-2)
+    with settings.preserved():
+        torch.set_num_threads(1)
+        torch.manual_seed(0)
+        gen = torch.Generator().manual_seed(0)
+        draws = (torch.randint(0, len(x_train), (128,), generator=gen) for _ in range(250))
+        model = fit_adam(digits_cnn(), ((x_train[idx], y_train[idx]) for idx in draws), lr=1e-2)
     with torch.no_grad():
         acc = (model(x_test).argmax(1) == y_test).float().mean().item()
     assert acc > 0.9, acc
-    torch.set_num_threads(threads)
     return model, x_test, y_test

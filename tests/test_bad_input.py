@@ -17,13 +17,12 @@ import shlex
 import stat
 import subprocess
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import torch
 
-import robench.device as device
 from robench.cli import build_parser, main
 
 
@@ -403,20 +402,20 @@ def zoo(case, request) -> str:
 
 
 @pytest.fixture
-def guarded(zoo, monkeypatch):
-    """Training, attacking and report writing fail the test if a bad input reaches them;
-    the process-wide settings main() changes are restored."""
+def guarded(zoo):
+    """Training, attacking and report writing fail the test if a bad input reaches them.
+    Each guard is its own patch, undone even if another's undo fails; main() gives the
+    process settings it changes back by itself (robench.settings.preserved)."""
     import robench.evaluate.attack_runner as runner
     import robench.report.build as build
     import robench.train.members as members
 
-    monkeypatch.setattr(members, "train_model", _reached("training"))
-    monkeypatch.setattr(runner, "_attack_cell_block", _reached("an attack"))
-    monkeypatch.setattr(build, "claims_section", _reached("the report's sections"))
-    monkeypatch.setattr(device, "_default_precision", device._default_precision)
-    monkeypatch.setattr(device, "_compile_training", device._compile_training)
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", torch.backends.cudnn.allow_tf32)
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", torch.backends.cuda.matmul.allow_tf32)
+    guards = [(members, "train_model", "training"), (runner, "_attack_cell_block", "an attack"),
+              (build, "claims_section", "the report's sections")]
+    with ExitStack() as undo:
+        for module, name, what in guards:
+            undo.enter_context(pytest.MonkeyPatch.context()).setattr(module, name, _reached(what))
+        yield
 
 
 def _workdir(case: Case, tmp_path: Path, zoo: str) -> dict[str, str]:

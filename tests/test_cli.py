@@ -86,14 +86,14 @@ def test_data_list_and_check(tmp_path):
     assert checked.returncode == 2 and "cifar10" in checked.stderr
 
 
-def test_precision_and_compile_options_set_the_process_defaults(monkeypatch):
+def test_precision_and_compile_options_set_the_process_defaults(monkeypatch, process_settings):
     import robench.cli as cli
     import robench.device as device
     import robench.train.members as members
 
-    monkeypatch.setattr(device, "_default_precision", "auto")
-    monkeypatch.setattr(device, "_compile_training", False)
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)  # PyTorch's default
+    device.set_default_precision("auto")
+    device.set_compile_training(False)
+    torch.backends.cudnn.allow_tf32 = True  # PyTorch's default
     seen = {}
 
     def fake_train_zoo(*args, **kwargs):
@@ -104,6 +104,8 @@ def test_precision_and_compile_options_set_the_process_defaults(monkeypatch):
     monkeypatch.setattr(members, "train_zoo", fake_train_zoo)
     assert cli.main(["train", "zoo", "--dataset", "digits", "--precision", "bf16", "--compile"]) == 0
     assert seen == {"precision": "bf16", "compiled": True, "tf32": False}  # fp32 convolutions are IEEE fp32
+    assert (device.default_precision(), device.compile_training(), torch.backends.cudnn.allow_tf32) == \
+        ("auto", False, True)  # the caller's own settings are back once main() returns
     assert cli.main(["train", "zoo", "--dataset", "digits"]) == 0
     assert seen == {"precision": "fp32", "compiled": False, "tf32": False}  # auto on the CPU
     with pytest.raises(SystemExit) as exit_info:  # --compile is a training option only

@@ -84,7 +84,7 @@ def test_mnist_paper_preset_end_to_end(tmp_path, monkeypatch, tiny_counts):
 
 
 @pytest.mark.slow
-def test_cifar10_paper_preset_end_to_end(tmp_path, monkeypatch, tiny_counts):
+def test_cifar10_paper_preset_end_to_end(tmp_path, monkeypatch, tiny_counts, process_settings):
     write_cifar(tmp_path / "data", per_batch=12, n_test=10)
     tiny_counts.cifar(per_batch=12, n_test=10)
     lrs = _lr_log(monkeypatch)
@@ -96,7 +96,7 @@ def test_cifar10_paper_preset_end_to_end(tmp_path, monkeypatch, tiny_counts):
 
 
 @pytest.mark.slow
-def test_imagenet32_paper_preset_end_to_end(tmp_path, monkeypatch, tiny_counts):
+def test_imagenet32_paper_preset_end_to_end(tmp_path, monkeypatch, tiny_counts, process_settings):
     write_imagenet32(tmp_path / "data", per_file=4, n_val=8)
     tiny_counts.imagenet32(per_file=4, n_val=8)
     lrs = _lr_log(monkeypatch)

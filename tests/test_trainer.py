@@ -302,10 +302,10 @@ def _dies_at(call, real):
     return epoch
 
 
-def test_cudnn_autotuning_is_restored_after_training(monkeypatch):
+def test_cudnn_autotuning_is_restored_after_training(process_settings):
     """Training turns cuDNN autotuning on for its fixed shapes and gives the process its
     own setting back, also when it stops on an error."""
-    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    torch.backends.cudnn.benchmark = False
     with trainer._cudnn_autotuning(True):
         assert torch.backends.cudnn.benchmark is True
     assert torch.backends.cudnn.benchmark is False
