@@ -189,6 +189,21 @@ def test_missing_modes_and_experiments_name_the_command():
     assert frame.loc["4", "verdict"] in (SUPPORTED, CONTRADICTED, INCONCLUSIVE) and frame.loc["4", "n"] == 5
 
 
+def test_duplicate_cells_are_an_error_naming_them_never_averaged():
+    """A second member of configuration hinge-d1 at seed 2 (a copy under another name):
+    its cells would be averaged with the first's, a number nobody measured."""
+    from robench.errors import UserError
+
+    attacks = attack_frame(_fixed)
+    copy = attacks[(attacks["defender"] == "hinge-d1-s2") & (attacks["mode"] == "whitebox")].assign(
+        defender="hinge-d1-copy-s2", attacker="hinge-d1-copy-s2", accuracy=1.0)
+    with pytest.raises(UserError) as error:
+        evaluate_claims(pd.concat([attacks, copy], ignore_index=True), {}, "digits")
+    message = str(error.value)
+    assert message.startswith(f"{len(ATTACKS) * (len(EPS) - 1)} claim cells are stored more than once")
+    assert "hinge-d1 unit 2 cell 'whitebox fgsm 0.1' from hinge-d1-copy-s2, hinge-d1-s2" in message
+
+
 def _records(correct_at_eps0=None, chance_correct=10):
     """White-box records of ce-s0 and hinge-d1-s0 at ε 0 and 0.1, and their ε = 1 sanity cells."""
     records = []

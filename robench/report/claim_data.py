@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from robench.config import LossSpec
+from robench.errors import UserError
 from robench.zoo import configuration_name
 
 CE = "ce"
@@ -61,7 +62,8 @@ class Units:
             index = pd.MultiIndex.from_tuples([], names=["configuration", "unit"])
             return cls(pd.DataFrame(index=index), pd.DataFrame(columns=["loss", "bound", "delta", "head"]),
                        pd.Series(index=index, dtype=object))
-        values = rows.pivot_table(index=["configuration", "unit"], columns="cell", values="accuracy", aggfunc="mean")
+        _refuse_duplicate_cells(rows)
+        values = rows.pivot(index=["configuration", "unit"], columns="cell", values="accuracy")
         configurations = rows.drop_duplicates("configuration").set_index("configuration")[
             ["loss", "bound", "delta", "head"]]
         names = pd.concat([rows[["configuration", "unit", "member"]],
@@ -80,6 +82,21 @@ class Units:
         mine = mine[mine.index.get_level_values("unit").isin(shared)]
         common = mine.columns[mine.notna().all(axis=0)]
         return mine[common].mean(axis=1).unstack("unit"), len(common)
+
+
+def _refuse_duplicate_cells(rows: pd.DataFrame, shown: int = 3) -> None:
+    """A UserError naming the cells that hold more than one value for one configuration
+    and unit (two members of one configuration and seed, say): a claim's value is one
+    measurement per cell, and averaging two would publish a number nobody measured."""
+    twice = rows[rows.duplicated(["configuration", "unit", "cell"], keep=False)]
+    if twice.empty:
+        return
+    groups = twice.groupby(["configuration", "unit", "cell"], sort=True)["member"].agg(lambda m: sorted(set(m)))
+    listed = "; ".join(f"{c} unit {u} cell '{' '.join(cell.split())}' from {', '.join(m)}"
+                       for (c, u, cell), m in list(groups.items())[:shown])
+    more = f" (and {len(groups) - shown} more)" if len(groups) > shown else ""
+    raise UserError(f"{len(groups)} claim cells are stored more than once, which claims never average: "
+                    f"{listed}{more}; remove the extra members or records")
 
 
 def zoo_attackers(attacks: pd.DataFrame) -> list[str]:
