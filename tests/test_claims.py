@@ -116,16 +116,6 @@ def _expected(attacks: pd.DataFrame, experiments: dict[str, pd.DataFrame]) -> di
     }
 
 
-def _holm(p: dict[str, float]) -> dict[str, float]:
-    """Holm's adjusted p-values, written out: sort, multiply by m − k, running maximum."""
-    order = sorted(p, key=p.get)
-    adjusted, running = {}, 0.0
-    for k, key in enumerate(order):
-        running = max(running, min(1.0, (len(p) - k) * p[key]))
-        adjusted[key] = running
-    return adjusted
-
-
 def test_every_claim_recomputed_independently_from_the_records():
     attacks = attack_frame(_fixed)
     experiments = experiment_frames(lambda e, c, s, r: 0.6 + _effect(c) + 0.01 * math.cos(5 * r + len(c)))
@@ -140,9 +130,13 @@ def test_every_claim_recomputed_independently_from_the_records():
             len(x), pytest.approx(x.mean()), pytest.approx(x.mean() - half), pytest.approx(x.mean() + half)), key
         p_values[key] = scipy_stats.ttest_1samp(x, 0).pvalue
         assert row["p"] == pytest.approx(p_values[key]), key
-    for key, adjusted in _holm(p_values).items():
-        row = frame.loc[key]
-        assert row["p_holm"] == pytest.approx(adjusted), key
+    m = len(p_values)
+    for key, p in p_values.items():
+        row, x = frame.loc[key], np.asarray(expected[key])
+        adjusted = min(1.0, m * p)
+        half = scipy_stats.t.ppf(1 - ALPHA / (2 * m), len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+        assert (row["p_adjusted"], row["family_size"], row["simultaneous_low"], row["simultaneous_high"]) == (
+            pytest.approx(adjusted), m, pytest.approx(x.mean() - half), pytest.approx(x.mean() + half)), key
         verdict = INCONCLUSIVE if adjusted >= ALPHA else SUPPORTED if row["difference"] > 0 else CONTRADICTED
         assert row["verdict"] == verdict, key
     assert {SUPPORTED, INCONCLUSIVE} <= set(frame["verdict"])  # the fixture builds both outcomes
@@ -178,7 +172,7 @@ def test_fewer_than_three_seeds_per_side_is_inconclusive_with_the_detectable_eff
     attacks = attacks[attacks["defender_seed"] < 2]
     row = evaluate_claims(attacks, {}, "digits").set_index("claim").loc["3b"]
     assert row["verdict"] == INCONCLUSIVE and row["reason"].startswith("too few seeds: 2 treatment, 2 reference")
-    assert "effects smaller than ±" in row["reason"] and math.isnan(row["p_holm"])
+    assert "would be detected with 80 % power at α/" in row["reason"] and math.isnan(row["p_adjusted"])
 
 
 def test_missing_modes_and_experiments_name_the_command():

@@ -258,10 +258,10 @@ def test_claims_with_one_seed_per_configuration_stay_inconclusive(report):
         row = claims.loc[key]
         assert (row["n"], row["difference"], row["ci_low"], row["ci_high"]) == (
             3, pytest.approx(mean), pytest.approx(low), pytest.approx(high)), key
-        assert math.isfinite(row["p_holm"]), key
+        assert math.isfinite(row["p_adjusted"]), key
     for key in ("3a", "3b", "4"):
         assert claims.loc[key, "verdict"] == INCONCLUSIVE and claims.loc[key, "reason"].startswith("too few seeds")
-        assert claims.loc[key, "n"] == 1 and math.isnan(claims.loc[key, "p_holm"])
+        assert claims.loc[key, "n"] == 1 and math.isnan(claims.loc[key, "p_adjusted"])
     for key in ("5", "6", "7"):  # no zero/sym pair, no 1toN+ce member, no unit-head ce member
         assert claims.loc[key, "verdict"] == INCONCLUSIVE and claims.loc[key, "n"] == 0
         assert claims.loc[key, "reason"].startswith("no data")

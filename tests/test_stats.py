@@ -69,19 +69,23 @@ def test_paired_difference_needs_equal_lengths():
     assert mean == pytest.approx(0.1) and math.isnan(low) and math.isnan(high)
 
 
-def test_holm_equals_statsmodels_and_names_each_step_level():
+def test_bonferroni_equals_statsmodels_and_matches_the_simultaneous_interval():
+    """adjusted p < α exactly when the t-interval at 1 − α/m excludes 0."""
     from statsmodels.stats.multitest import multipletests
 
-    from robench.stats import holm
+    from robench.stats import bonferroni, one_sample_t, t_interval
 
     rng = np.random.default_rng(0)
     for m in (1, 2, 5, 8):
         p = list(rng.uniform(0, 0.2, m)) + [0.01] * (m > 2)  # with a tie
-        adjusted, levels = holm(p, 0.05)
-        assert adjusted == pytest.approx(list(multipletests(p, alpha=0.05, method="holm")[1]))
-        assert sorted(levels) == pytest.approx(sorted(0.05 / k for k in range(1, len(p) + 1)))
-        smallest = int(np.argmin(p))
-        assert levels[smallest] == pytest.approx(0.05 / len(p))
+        assert bonferroni(p) == pytest.approx(list(multipletests(p, alpha=0.05, method="bonferroni")[1]))
+    samples = [rng.normal(shift, 1.0, 5) for shift in np.linspace(0, 3, 40)]
+    tests = [one_sample_t(x) for x in samples]
+    adjusted = bonferroni([p for _, _, p in tests])
+    for (mean, sd, _), p_adjusted in zip(tests, adjusted):
+        low, high = t_interval(mean, sd, 5, 1 - 0.05 / len(samples))
+        assert (p_adjusted < 0.05) == (low > 0 or high < 0)
+    assert 0 < sum(a < 0.05 for a in adjusted) < len(samples)  # both outcomes occur
 
 
 def test_clopper_pearson_is_the_exact_beta_interval():

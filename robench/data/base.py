@@ -92,12 +92,16 @@ class DatasetSource:
     ``files(root)`` lists the files the dataset needs, resolved to the copy that exists
     where there are alternatives (plain or .gz, another directory); ``load(root,
     download)`` returns the :class:`Dataset`. ``hint`` ends the missing-files error.
+    ``failed_training_below``: the clean test accuracy under which a trained zoo member of
+    this dataset counts as a failed training (:mod:`robench.report.training_failures`),
+    far under what every preset reaches.
     """
 
     name: str
     load: Callable[[Path, bool], Dataset]
     files: Callable[[Path], list[Path]]
     hint: str
+    failed_training_below: float
     gz_optional: bool = False  # idx files may be plain or .gz: shown as NAME[.gz]
 
     def __call__(self, root: str | Path = "data", download: bool = False) -> Dataset:

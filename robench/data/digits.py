@@ -45,5 +45,6 @@ def _load(root: Path, download: bool) -> Dataset:
 
 
 SOURCE = register_source(
-    DatasetSource(name=NAME, load=_load, files=lambda root: [], hint="digits is bundled")
+    DatasetSource(name=NAME, load=_load, files=lambda root: [], hint="digits is bundled",
+                  failed_training_below=0.80)  # the quick preset's members reach 0.91-0.99
 )

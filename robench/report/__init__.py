@@ -35,6 +35,7 @@ from robench.report.figures import configuration_order, make_palette
 from robench.report.html import render_html, render_markdown
 from robench.evaluate.evaluation import Evaluation
 from robench.report.load import Results, load_results
+from robench.report.training_failures import failed_trainings
 
 __all__ = ["write_report"]
 
@@ -49,13 +50,16 @@ def _context(results: Results, out_dir: Path, data_root: Path, matrix_eps: float
     evaluated, note = evaluation.select(results.attacks)
     configurations, losses = build.member_configurations(results)
     palette = make_palette(configuration_order(losses, losses))
+    failed = failed_trainings(results.cards, results.dataset)
     return build.Context(results, out_dir, Path(data_root), matrix_eps, evaluated, note, configurations, losses,
-                         palette, margins)
+                         palette, failed, margins)
 
 
-def _summary(results: Results, claims: pd.DataFrame, run: dict[str, str]) -> list[str]:
-    """The lines at the top of the page: what was found, what is missing, the verdicts."""
-    lines = [f"Results from `{results.results_dir}`, zoo from `{results.zoo_dir}`."]
+def _summary(results: Results, claims: pd.DataFrame, run: dict[str, str], failed: dict[str, str]) -> list[str]:
+    """The lines at the top of the page: failed trainings, what was found, what is
+    missing, the verdicts."""
+    lines = [f"Failed training, left out of every claim: {member} ({why})." for member, why in failed.items()]
+    lines.append(f"Results from `{results.results_dir}`, zoo from `{results.zoo_dir}`.")
     if not results.ran_anything:
         lines.append(f"Nothing has been run for {results.dataset} yet (no results in `{results.results_dir}`): "
                      f"start with `{run['run']}`, or `{run['zoo']}` followed by the attack and experiment commands.")
@@ -145,7 +149,7 @@ def write_report(
         build.matrix_section(ctx),
         build.protocol_section(ctx, _generator()),
     ]
-    page = Page(f"robench report: {dataset}", _summary(results, claims, ctx.run), sections)
+    page = Page(f"robench report: {dataset}", _summary(results, claims, ctx.run, ctx.failed), sections)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     footer = f"Generated {stamp} by robench {robench.__version__} (torch {torch.__version__})."
     atomic_write_text(out_dir / "report.md", render_markdown(page, out_dir, footer))

@@ -23,6 +23,7 @@ from robench.report.claims import CLAIMS
 from robench.report.content import Section, TableView
 from robench.report.gates import explained_flags, failed_flags, gates
 from robench.report.load import Results, describe_rows, image_counts
+from robench.report.training_failures import without_failed
 from robench.report.margins import margin_summary, member_margins
 from robench.store import SANITY
 
@@ -55,6 +56,7 @@ class Context:
     configurations: dict[str, str]  # member name -> its configuration (loss, bound, δ, head)
     losses: dict[str, str]  # configuration -> loss name
     palette: dict[str, tuple]  # configuration -> colour, in display order
+    failed: dict[str, str]  # member name -> why its training failed (robench.report.training_failures)
     margins: bool = True
 
     @property
@@ -107,27 +109,29 @@ def _missing(command: str, what: str) -> str:
 # ---------------------------------------------------------------- claims
 
 def claims_section(ctx: Context) -> tuple[Section, pd.DataFrame]:
-    """The paper's claims: paired differences over seeds (or repeats), Holm-adjusted
-    intervals and p-values, verdicts; then each attack claim per attack and ε."""
+    """The paper's claims: paired differences over seeds (or repeats), marginal and
+    simultaneous (Bonferroni) intervals and p-values, verdicts; then each attack claim per
+    attack and ε."""
     res = ctx.results
     stored = set(res.attacks["mode"]) if not res.attacks.empty else set()
     explained = explained_flags(res.results_dir)
     held = gates(_gated_records(ctx), explained, res.flags, _other_budgets(ctx))
-    frame = verdicts.evaluate_claims(ctx.evaluated, res.experiments, res.dataset, held, stored)
+    frame = verdicts.evaluate_claims(ctx.evaluated, res.experiments, res.dataset, held, stored, ctx.failed)
     shown = pd.DataFrame({
         "claim": frame["claim"], "statement": frame["statement"], "data": frame["data"],
         "units per side (paired)": [f"{t} / {r} {u}s ({n})" for t, r, u, n in
                                     zip(frame["treatment_units"], frame["reference_units"], frame["unit"], frame["n"])],
         "difference [95% CI]": [tab.interval(m, lo, hi, signed=True) for m, lo, hi in
                                 zip(frame["difference"], frame["ci_low"], frame["ci_high"])],
-        "Holm-adjusted interval": [tab.interval(m, lo, hi, signed=True) if math.isfinite(lo) else tab.DASH
-                                   for m, lo, hi in zip(frame["difference"], frame["adjusted_low"],
-                                                        frame["adjusted_high"])],
-        "p": [tab.fmt_p(p) for p in frame["p"]], "Holm p": [tab.fmt_p(p) for p in frame["p_holm"]],
+        _simultaneous_header(frame): [
+            tab.interval(m, lo, hi, signed=True) if math.isfinite(lo) else tab.DASH
+            for m, lo, hi in zip(frame["difference"], frame["simultaneous_low"], frame["simultaneous_high"])],
+        "p": [tab.fmt_p(p) for p in frame["p"]],
+        "Bonferroni p": [tab.fmt_p(p) for p in frame["p_adjusted"]],
         "verdict": frame["verdict"], "reason": frame["reason"],
     })
     tab.write_table(ctx.tables_dir, "claims", frame, shown)
-    by_eps = verdicts.claims_by_eps(ctx.evaluated)
+    by_eps = verdicts.claims_by_eps(without_failed(ctx.evaluated, ctx.failed))
     by_eps_shown = tab.claims_by_eps_display(by_eps)
     tab.write_table(ctx.tables_dir, "claims_by_eps", by_eps, by_eps_shown)
     section = Section("claims", "Claims of the paper", tables=[
@@ -141,6 +145,12 @@ def claims_section(ctx: Context) -> tuple[Section, pd.DataFrame]:
     return section, frame
 
 
+def _simultaneous_header(frame: pd.DataFrame) -> str:
+    """The simultaneous interval's column name, with its procedure and family size."""
+    m = int(frame["family_size"].iloc[0]) if len(frame) else 0
+    return f"simultaneous 95 % interval (Bonferroni, α/{m}, {m} claims)"
+
+
 CLAIMS_TEXT = (
     "Each claim compares member configurations that differ in their loss (or head), and its unit is the training "
     "seed: every configuration is trained with the same seeds, and seed s of the treatment is paired with seed s "
@@ -149,10 +159,12 @@ CLAIMS_TEXT = (
     "and IFGSM cells; each claim with white-box cells is read again on the white-box worst case over robench's "
     "strong attacks (4w, 5w, 6w, 7w), which gradient masking cannot fool. The experiment claims (1, 2) are "
     "paired by repeat (the same subset or noisy set for every loss).",
-    "The interval is the Student-t interval over seeds (or repeats); the p-value is the one-sample t-test of "
-    "mean 0. The claims with at least 3 units per side form one family, adjusted with Holm's step-down: "
-    "supported / contradicted when the Holm-adjusted p-value is below 0.05 (the adjusted interval then excludes "
-    "0), else inconclusive with the reason and the smallest effect these seeds detect. A claim that uses a "
+    "The 95 % CI is the marginal Student-t interval over seeds (or repeats); the p-value is the one-sample "
+    "t-test of mean 0. The m claims with at least 3 units per side form one family: each also gets the "
+    "t-interval at level 1 − 0.05/m, Bonferroni's simultaneous intervals, which cover all m true differences "
+    "jointly with probability at least 95 %. A claim is supported / contradicted when its simultaneous interval "
+    "lies above / below 0 (its p-value times m is below 0.05), else inconclusive with the reason and the effect "
+    "a test at 0.05/m would detect with 80 % power, estimated from the spread of its units. A claim that uses a "
     "member with a failed eps0_is_clean, large_eps_to_chance or gradient-masking flag is withheld until the flag "
     "is explained.",
 )

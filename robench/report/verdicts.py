@@ -1,20 +1,23 @@
-"""Verdicts on the family of claims: tests over seeds, Holm–Bonferroni, and what a
-verdict needs before it says anything.
+"""Verdicts on the family of claims: tests over seeds, Bonferroni's simultaneous
+intervals, and what a verdict needs before it says anything.
 
 For each claim (:mod:`robench.report.claims`) the sample is one paired difference per
 unit (training seed or repeat). Its test is the two-sided one-sample t-test of mean 0
-(scipy), its interval the Student-t interval over units. The claims that can be tested
-(at least :data:`MIN_UNITS` units on each side and in the pairing, a spread) form one
-family, withheld ones included (so a flag on one claim's members never makes the test of
-another claim less strict), adjusted with Holm's step-down (statsmodels): each claim's
-adjusted interval is the t-interval at its own step's level, 1 − α / (m − k + 1).
+(scipy), its marginal interval the 95 % Student-t interval over units. The claims that
+can be tested (at least :data:`MIN_UNITS` units on each side and in the pairing, a
+spread) form one family of m, withheld ones included (so a flag on one claim's members
+never makes the test of another claim less strict). Each gets the t-interval at level
+1 − α/m: Bonferroni's simultaneous intervals, which cover all m true differences jointly
+with probability at least 1 − α = 95 %, and its p-value times m (capped at 1).
 
-- **supported** / **contradicted**: the Holm-adjusted p-value is below α = 0.05, with
-  the mean above / below 0 (its adjusted interval then excludes 0 on that side);
+- **supported** / **contradicted**: the Bonferroni-adjusted p-value is below α = 0.05,
+  with the mean above / below 0 — exactly when the simultaneous interval lies above /
+  below 0, so the verdict can be read off the interval;
 - **inconclusive** otherwise, with the reason: no data, too few units, no spread (a
-  zero-width interval is never evidence), or a p-value above α. The reason gives the
-  smallest effect this many units detect with 80 % power at α / m (the noncentral t,
-  :func:`robench.stats.detectable_effect`), from the observed spread;
+  zero-width interval is never evidence), or an adjusted p-value of at least α. The reason
+  gives the effect that a test at α/m would detect with 80 % power if the spread were
+  the one these units show (the noncentral t, :func:`robench.stats.detectable_effect`):
+  an estimate from few units, not a bound on what goes undetected;
 - **withheld**: a member whose records the claim uses failed a gating validity flag
   (:data:`robench.report.gates.GATING_FLAGS`) that ``explained_flags.toml`` does not explain; the claim
   is shown with its numbers and its adjusted p-value, and without a verdict, until the
@@ -31,14 +34,15 @@ import pandas as pd
 from robench.evaluate.masking import MASKING_FLAGS
 from robench.report.claim_data import Units
 from robench.report.claims import CLAIMS, Claim, Sample, claim_sample, units_of
-from robench.stats import detectable_effect, holm, one_sample_t, t_interval
+from robench.report.training_failures import without_failed
+from robench.stats import bonferroni, detectable_effect, one_sample_t, t_interval
 
 ALPHA = 0.05
 MIN_UNITS = 3
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, WITHHELD = "supported", "contradicted", "inconclusive", "withheld"
 CLAIM_COLUMNS = ("claim", "statement", "data", "unit", "treatment_units", "reference_units", "n", "difference",
-                 "sd", "ci_low", "ci_high", "p", "p_holm", "adjusted_level", "adjusted_low", "adjusted_high",
-                 "detectable", "verdict", "reason", "detail", "definition")
+                 "sd", "ci_low", "ci_high", "p", "p_adjusted", "family_size", "simultaneous_low", "simultaneous_high",
+                 "detectable", "verdict", "reason", "left_out", "detail", "definition")
 
 
 def _missing(claim: Claim, attacks: pd.DataFrame, experiments: dict[str, pd.DataFrame], dataset: str,
@@ -76,18 +80,25 @@ def _sample(claim: Claim, attacks: pd.DataFrame, experiments: dict[str, pd.DataF
 
 
 def evaluate_claims(attacks: pd.DataFrame, experiments: dict[str, pd.DataFrame], dataset: str,
-                    gates: Mapping[str, list[str]] | None = None, stored: set[str] | None = None) -> pd.DataFrame:
-    """One row per claim: units per side, mean paired difference, its interval, p-value,
-    Holm-adjusted p-value and interval, detectable effect, verdict and reason.
+                    gates: Mapping[str, list[str]] | None = None, stored: set[str] | None = None,
+                    failed: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One row per claim: units per side, mean paired difference, its marginal 95 %
+    interval, p-value, Bonferroni-adjusted p-value and simultaneous interval, the family
+    size m, the effect detected with 80 % power, verdict and reason.
 
     ``attacks``: the evaluation's attack records; ``gates``: member → failed, unexplained
     gating flags (their scopes); ``stored``: the attack modes of every stored record (to
-    say why a mode is absent)."""
-    gates = gates or {}
+    say why a mode is absent); ``failed``: member → why its training failed
+    (:mod:`robench.report.training_failures`), left out of every claim, each claim naming
+    the failed members it would have used."""
+    gates, failed = gates or {}, failed or {}
     stored = set(attacks["mode"]) if stored is None and not attacks.empty else stored or set()
-    rows, units = [], {}
+    kept = without_failed(attacks, failed)
+    rows, units, all_units = [], {}, {}
     for claim in CLAIMS:
-        sample = _sample(claim, attacks, experiments, dataset, stored, units)
+        sample = _sample(claim, kept, experiments, dataset, stored, units)
+        left_out = sorted(_sample(claim, attacks, experiments, dataset, stored, all_units).members & set(failed)
+                          if failed and claim.source == "attacks" else [])
         n = len(sample.differences)
         mean, sd, p = one_sample_t(sample.differences.tolist())
         low, high = t_interval(mean, sd, n, 1 - ALPHA)
@@ -98,21 +109,23 @@ def evaluate_claims(attacks: pd.DataFrame, experiments: dict[str, pd.DataFrame],
             "treatment_units": sample.treatment_units, "reference_units": sample.reference_units, "n": n,
             "difference": mean, "sd": sd, "ci_low": low, "ci_high": high, "p": p,
             "blocked": blocked, "held": held, "missing": sample.missing, "detail": sample.detail,
+            "left_out": ", ".join(left_out),
             "definition": claim.definition,
             "testable": (not sample.missing and min(n, sample.treatment_units, sample.reference_units) >= MIN_UNITS
                          and math.isfinite(p)),
         })
     frame = pd.DataFrame(rows)
     family = frame.index[frame["testable"]]
-    adjusted, levels = holm(frame.loc[family, "p"].tolist(), ALPHA)
-    frame["p_holm"] = pd.Series(adjusted, index=family, dtype=float)
-    frame["adjusted_level"] = pd.Series(levels, index=family, dtype=float)
     m = max(len(family), 1)
+    frame["p_adjusted"] = pd.Series(bonferroni(frame.loc[family, "p"].tolist()), index=family, dtype=float)
+    frame["family_size"] = len(family)
     frame["detectable"] = [detectable_effect(sd, n, ALPHA / m) for sd, n in zip(frame["sd"], frame["n"])]
-    adjusted_ci = [t_interval(r.difference, r.sd, r.n, 1 - r.adjusted_level) if r.testable else (math.nan, math.nan)
-                   for r in frame.itertuples()]
-    frame["adjusted_low"], frame["adjusted_high"] = zip(*adjusted_ci) if adjusted_ci else ((), ())
+    simultaneous = [t_interval(r.difference, r.sd, r.n, 1 - ALPHA / m) if r.testable else (math.nan, math.nan)
+                    for r in frame.itertuples()]
+    frame["simultaneous_low"], frame["simultaneous_high"] = zip(*simultaneous) if simultaneous else ((), ())
     frame["verdict"], frame["reason"] = zip(*[_verdict(r, m) for r in frame.itertuples()])
+    frame["reason"] = [reason + (f"; left out as failed trainings: {out}" if out else "")
+                       for reason, out in zip(frame["reason"], frame["left_out"])]
     return frame[list(CLAIM_COLUMNS)]
 
 
@@ -127,8 +140,8 @@ def _holding(claim: Claim, flags: list[str]) -> list[str]:
 def _verdict(r, m: int) -> tuple[str, str]:
     """(verdict, reason) of one claim row (see the module docstring)."""
     unit = f"{r.unit}s"
-    detectable = (f"; with {r.n} {unit} and this spread, effects smaller than ±{r.detectable:.4f} go undetected "
-                  f"(80 % power at α/{m})" if math.isfinite(r.detectable) else "")
+    power = (f"; an effect of ±{r.detectable:.4f} would be detected with 80 % power at α/{m}, estimated from "
+             f"the spread of these {r.n} {unit}" if math.isfinite(r.detectable) else "")
     if r.missing:
         return INCONCLUSIVE, f"no data: {r.missing}"
     if r.blocked:
@@ -137,14 +150,14 @@ def _verdict(r, m: int) -> tuple[str, str]:
                           f"members it uses — {flags}")
     if min(r.n, r.treatment_units, r.reference_units) < MIN_UNITS:
         return INCONCLUSIVE, (f"too few {unit}: {r.treatment_units} treatment, {r.reference_units} reference, "
-                              f"{r.n} paired (at least {MIN_UNITS} each){detectable}")
+                              f"{r.n} paired (at least {MIN_UNITS} each){power}")
     if not math.isfinite(r.p):
         return INCONCLUSIVE, f"no spread over the {unit} (every {r.unit} gives the same difference): not evidence"
-    if r.p_holm < ALPHA:
+    if r.p_adjusted < ALPHA:
         side = "above" if r.difference > 0 else "below"
         return (SUPPORTED if r.difference > 0 else CONTRADICTED,
-                f"Holm-adjusted p = {r.p_holm:.3g} < {ALPHA}; adjusted interval {side} 0")
-    return INCONCLUSIVE, f"Holm-adjusted p = {r.p_holm:.3g} ≥ {ALPHA}{detectable}"
+                f"Bonferroni-adjusted p = {r.p_adjusted:.3g} < {ALPHA} (m = {m}); simultaneous interval {side} 0")
+    return INCONCLUSIVE, f"Bonferroni-adjusted p = {r.p_adjusted:.3g} ≥ {ALPHA} (m = {m}){power}"
 
 
 def claims_by_eps(attacks: pd.DataFrame) -> pd.DataFrame:
