@@ -12,6 +12,7 @@ the distributions; this module only chooses which.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -105,12 +106,18 @@ def detectable_effect(sd: float, n: int, alpha: float, power: float = 0.8) -> fl
     """The smallest mean difference that a two-sided one-sample t-test at level ``alpha``
     detects with probability ``power`` from ``n`` values of standard deviation ``sd``
     (statsmodels ``TTestPower``, the noncentral t); NaN below two values or without a spread."""
-    from statsmodels.stats.power import TTestPower
-
     if n < 2 or not sd > 0:
         return math.nan
-    effect = TTestPower().solve_power(effect_size=None, nobs=n, alpha=alpha, power=power, alternative="two-sided")
-    return float(effect) * sd
+    return _standardized_effect(n, alpha, power) * sd
+
+
+@functools.lru_cache(maxsize=256)
+def _standardized_effect(n: int, alpha: float, power: float) -> float:
+    """The detectable effect in units of the standard deviation (it depends on nothing else)."""
+    from statsmodels.stats.power import TTestPower
+
+    return float(TTestPower().solve_power(effect_size=None, nobs=n, alpha=alpha, power=power,
+                                          alternative="two-sided"))
 
 
 __all__ = ["clopper_pearson", "bonferroni", "detectable_effect", "mean_ci", "one_sample_t", "paired_difference", "t_interval"]

@@ -32,7 +32,7 @@ from typing import Mapping
 import pandas as pd
 
 from robench.evaluate.masking import MASKING_FLAGS
-from robench.report.claim_data import Units
+from robench.report.claim_data import Units, zoo_attackers
 from robench.report.claims import CLAIMS, Claim, Sample, claim_sample, units_of
 from robench.report.training_failures import without_failed
 from robench.stats import bonferroni, detectable_effect, one_sample_t, t_interval
@@ -94,11 +94,11 @@ def evaluate_claims(attacks: pd.DataFrame, experiments: dict[str, pd.DataFrame],
     gates, failed = gates or {}, failed or {}
     stored = set(attacks["mode"]) if stored is None and not attacks.empty else stored or set()
     kept = without_failed(attacks, failed)
-    rows, units, all_units = [], {}, {}
+    attackers = set(zoo_attackers(attacks)) if failed else set()
+    rows, units = [], {}
     for claim in CLAIMS:
         sample = _sample(claim, kept, experiments, dataset, stored, units)
-        left_out = sorted(_sample(claim, attacks, experiments, dataset, stored, all_units).members & set(failed)
-                          if failed and claim.source == "attacks" else [])
+        left_out = _left_out(claim, attacks, failed, attackers)
         n = len(sample.differences)
         mean, sd, p = one_sample_t(sample.differences.tolist())
         low, high = t_interval(mean, sd, n, 1 - ALPHA)
@@ -127,6 +127,20 @@ def evaluate_claims(attacks: pd.DataFrame, experiments: dict[str, pd.DataFrame],
     frame["reason"] = [reason + (f"; left out as failed trainings: {out}" if out else "")
                        for reason, out in zip(frame["reason"], frame["left_out"])]
     return frame[list(CLAIM_COLUMNS)]
+
+
+def _left_out(claim: Claim, attacks: pd.DataFrame, failed: Mapping[str, str], attackers: set[str]) -> list[str]:
+    """The failed members ``claim`` would have used: defenders (not the zoo's
+    ``attackers``) of its groups with records in its modes and attacks, and the
+    attackers of its black-box records."""
+    if claim.source != "attacks" or not failed or attacks.empty:
+        return []
+    rows = attacks[attacks["mode"].isin(claim.modes) & attacks["attack"].isin(claim.attacks)]
+    defenders = rows[rows["defender"].isin(set(failed) - attackers)].drop_duplicates("defender").rename(
+        columns={"defender_loss": "loss", "defender_bound": "bound", "defender_head": "head"})
+    names = set(defenders.loc[claim.treatment.selects(defenders) | claim.reference.selects(defenders), "defender"])
+    names |= set(rows.loc[(rows["mode"] == "blackbox") & rows["attacker"].isin(failed), "attacker"])
+    return sorted(names)
 
 
 def _holding(claim: Claim, flags: list[str]) -> list[str]:
