@@ -20,7 +20,7 @@ from robench.errors import UserError
 from robench.evaluate.evaluation import Evaluation
 from robench.models import create_model
 from robench.report import write_report
-from robench.report.verdicts import INCONCLUSIVE
+from robench.report.verdicts import INCONCLUSIVE, NOT_RUN
 from robench.report.tables import fmt_eps
 from robench.store import FlagRecord, ResultStore
 from robench.zoo import list_members, save_member
@@ -263,7 +263,7 @@ def test_claims_with_one_seed_per_configuration_stay_inconclusive(report):
         assert claims.loc[key, "verdict"] == INCONCLUSIVE and claims.loc[key, "reason"].startswith("too few seeds")
         assert claims.loc[key, "n"] == 1 and math.isnan(claims.loc[key, "p_adjusted"])
     for key in ("5", "6", "7"):  # no zero/sym pair, no 1toN+ce member, no unit-head ce member
-        assert claims.loc[key, "verdict"] == INCONCLUSIVE and claims.loc[key, "n"] == 0
+        assert claims.loc[key, "verdict"] == NOT_RUN and claims.loc[key, "n"] == 0
         assert claims.loc[key, "reason"].startswith("no data")
     by_eps = table(report, "claims_by_eps")
     assert set(by_eps["claim"].astype(str)) == {"3a", "3b", "4"} and set(by_eps["eps"]) == {0.1, 0.2}
@@ -363,7 +363,12 @@ def test_flags_failures_first(report):
     assert list(flags["passed"]) == [False, True, True, True]
     assert flags.loc[0, "flag"] == "whitebox_not_above_transfer"
     page = report.read_text()
-    assert page.index("Failed checks") < page.index("Every check")
+    assert "Failed checks" in page and "Every check (failures first)" not in page  # every check: the CSV only
+    counts = table(report, "flag_counts").set_index("flag")
+    masking = ["gradient_free_not_stronger", "converged", "ce_dlr_gap", "gradient_saturation"]
+    assert (counts.loc[masking, "status"] == "not run").all() and (counts.loc[masking, "checked"] == 0).all()
+    assert counts.loc["whitebox_not_above_transfer", "status"] == "failed"
+    assert "not run (no records they check): ifgsm_not_above_fgsm, gradient_free_not_stronger" in page
 
 
 # ---------------------------------------------------------------- partial and empty results
@@ -375,7 +380,7 @@ def test_partial_results_say_what_is_missing(tmp_path, zoo_dir):
     assert f"no noise results: run `robench experiment noise --dataset {DATASET}`" in md
     assert "no noise results: run <code>robench experiment noise" in index.read_text()
     claims = pd.read_csv(tmp_path / "out" / "tables" / "claims.csv").set_index("claim")
-    assert claims.loc["2", "verdict"] == INCONCLUSIVE and "robench experiment noise" in claims.loc["2", "reason"]
+    assert claims.loc["2", "verdict"] == NOT_RUN and "robench experiment noise" in claims.loc["2", "reason"]
     assert not (tmp_path / "out" / "figures" / "noise.png").exists()
 
 

@@ -29,12 +29,13 @@ from robench.attacks import ATTACK_LOSSES
 from robench.attacks.backends import check_backend
 from robench.errors import UserError
 from robench.io import atomic_write_text
-from robench.report import build
+from robench.report import build, verdicts
 from robench.report.content import Page
 from robench.report.figures import configuration_order, make_palette
 from robench.report.html import render_html, render_markdown
 from robench.evaluate.evaluation import Evaluation
 from robench.report.load import Results, load_results
+from robench.report.tables import flags_line
 from robench.report.training_failures import failed_trainings
 
 __all__ = ["write_report"]
@@ -71,10 +72,9 @@ def _summary(results: Results, claims: pd.DataFrame, run: dict[str, str], failed
     lines.append(f"{len(results.cards)} zoo members; present: {', '.join(present) or 'none'}; "
                  f"missing: {', '.join(absent) or 'nothing'}.")
     counts = claims["verdict"].value_counts()
-    lines.append("Claims: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in
-                                        ("supported", "contradicted", "inconclusive", "withheld")) + ".")
+    lines.append("Claims: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in verdicts.VERDICTS) + ".")
     if len(results.flags):
-        lines.append(f"Validity flags: {int((~results.flags['passed']).sum())} of {len(results.flags)} checks failed.")
+        lines.append(f"Validity flags: {flags_line(results.flags)}.")
     lines += [f"Unreadable input: {p}" for p in results.problems]
     lines += results.notes
     return lines

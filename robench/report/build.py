@@ -209,15 +209,15 @@ def flags_section(ctx: Context) -> Section:
     counts = tab.flag_counts(flags)
     failed = int((~flags["passed"]).sum())
     section.paragraphs.append(
-        f"{failed} of {len(flags)} checks failed. A failure does not make a number wrong by itself but asks "
-        "for a second look before it is read as evidence (see docs/flags.md). "
+        f"{tab.flags_line(flags)}. A failure does not make a number wrong by itself but asks "
+        "for a second look before it is read as evidence (see docs/flags.md); a flag that was not run checked "
+        "nothing. Every check, passed ones included, is in `tables/flags.csv`. "
         f"The {len(ctx.results.sanity)} ε = 1 sanity cells behind `large_eps_to_chance` are kept out of the "
         "tables and figures.")
+    tab.write_table(ctx.tables_dir, "flag_counts", counts, tab.display(counts))
     section.tables.append(TableView("flag_counts", "Checks per flag", tab.display(counts)))
     if failed:
         section.tables.append(TableView("flag_failures", "Failed checks", shown[shown["passed"] == "failed"]))
-    section.tables.append(TableView("flags", "Every check (failures first)", shown,
-                                    collapsed=len(shown) > COLLAPSE_ROWS))
     return section
 
 

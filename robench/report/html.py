@@ -39,6 +39,7 @@ td.supported{background:#d8f3dc!important;font-weight:600}
 td.contradicted{background:#ffd9d9!important;font-weight:600}
 td.inconclusive{background:#eceff1!important}
 td.failed{background:#ffd9d9!important;font-weight:600}
+td.not-run{background:#fff7e0!important;font-style:italic}
 figure{margin:1rem 0}figure img{max-width:100%;height:auto;border:1px solid #eef0f2}
 figcaption{font-size:.85rem;color:#52606d;margin-top:.3rem}
 .tablenote{font-size:.82rem;color:#52606d;margin:.2rem 0 .6rem}
@@ -46,7 +47,7 @@ code{background:#f0f3f5;padding:0 .25rem;border-radius:3px;font-size:.9em}
 details summary{cursor:pointer;color:#22577a;margin:.4rem 0}
 footer{margin-top:3rem;font-size:.8rem;color:#6b7780}
 """
-MARKED = {"supported", "contradicted", "inconclusive", "failed"}
+MARKED = {"supported", "contradicted", "inconclusive", "failed", "not run"}
 WRAP_COLUMNS = {"data", "statement", "reason", "detail", "definition", "scope", "note", "choice", "value"}
 
 
@@ -82,7 +83,7 @@ def table_html(frame: pd.DataFrame) -> str:
     head = "".join(f"<th{_attr(k)}>{html.escape(c)}</th>" for c, k in zip(columns, kinds))
     body = []
     for row in frame.itertuples(index=False):
-        cells = "".join(f"<td{_attr(k, str(v) if str(v) in MARKED else '')}>{html.escape(str(v))}</td>"
+        cells = "".join(f"<td{_attr(k, str(v).replace(' ', '-') if str(v) in MARKED else '')}>{html.escape(str(v))}</td>"
                         for k, v in zip(kinds, row))
         body.append(f"<tr>{cells}</tr>")
     return f'<div class="tablewrap"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'

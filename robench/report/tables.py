@@ -15,6 +15,7 @@ import pandas as pd
 
 from robench.experiments.summary import SUMMARY_COLUMNS, summarize
 from robench.io import atomic_write_text
+from robench.evaluate.validity import FLAGS
 from robench.stats import clopper_pearson
 
 DASH = "–"
@@ -259,12 +260,30 @@ def summary_display(summary: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------- flags
 
 def flag_counts(flags: pd.DataFrame) -> pd.DataFrame:
-    """Per flag kind: checked, passed, failed (failing kinds first)."""
-    if flags.empty:
-        return pd.DataFrame(columns=["flag", "checked", "passed", "failed"])
+    """Per flag kind: checked, passed, failed (failing kinds first), then every flag kind
+    with no check at all, its counts 0 (its status "not run", never "passed")."""
     counts = flags.groupby("flag", sort=False)["passed"].agg(checked="size", passed="sum").reset_index()
     counts["failed"] = counts["checked"] - counts["passed"]
-    return counts.sort_values("failed", ascending=False, kind="stable").reset_index(drop=True)
+    counts = counts.sort_values("failed", ascending=False, kind="stable")
+    absent = pd.DataFrame({"flag": not_run_flags(flags), "checked": 0, "passed": 0, "failed": 0})
+    counts = pd.concat([counts, absent], ignore_index=True).astype({"checked": int, "passed": int, "failed": int})
+    counts["status"] = ["not run" if c == 0 else "failed" if f else "passed"
+                        for c, f in zip(counts["checked"], counts["failed"])]
+    return counts
+
+
+def not_run_flags(flags: pd.DataFrame) -> list[str]:
+    """The flag kinds (:data:`robench.evaluate.validity.FLAGS`) with no check among ``flags``."""
+    checked = set(flags["flag"]) if not flags.empty else set()
+    return [name for name in FLAGS if name not in checked]
+
+
+def flags_line(flags: pd.DataFrame) -> str:
+    """``F of N checks failed; not run: …`` for a summary."""
+    failed = int((~flags["passed"].astype(bool)).sum()) if not flags.empty else 0
+    absent = not_run_flags(flags)
+    return (f"{failed} of {len(flags)} checks failed" +
+            (f"; not run (no records they check): {', '.join(absent)}" if absent else ""))
 
 
 # ---------------------------------------------------------------- claims per ε

@@ -13,7 +13,9 @@ with probability at least 1 − α = 95 %, and its p-value times m (capped at 1)
 - **supported** / **contradicted**: the Bonferroni-adjusted p-value is below α = 0.05,
   with the mean above / below 0 — exactly when the simultaneous interval lies above /
   below 0, so the verdict can be read off the interval;
-- **inconclusive** otherwise, with the reason: no data, too few units, no spread (a
+- **not run**: no records to read the claim on (a mode, attack or experiment never run,
+  or no member of a compared configuration); the reason says which command runs it;
+- **inconclusive** otherwise, with the reason: too few units, no spread (a
   zero-width interval is never evidence), or an adjusted p-value of at least α. The reason
   gives the effect that a test at α/m would detect with 80 % power if the spread were
   the one these units show (the noncentral t, :func:`robench.stats.detectable_effect`):
@@ -40,6 +42,8 @@ from robench.stats import bonferroni, detectable_effect, one_sample_t, t_interva
 ALPHA = 0.05
 MIN_UNITS = 3
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, WITHHELD = "supported", "contradicted", "inconclusive", "withheld"
+NOT_RUN = "not run"  # no records to read the claim on: never counted as inconclusive
+VERDICTS = (SUPPORTED, CONTRADICTED, INCONCLUSIVE, WITHHELD, NOT_RUN)
 CLAIM_COLUMNS = ("claim", "statement", "data", "unit", "treatment_units", "reference_units", "n", "difference",
                  "sd", "ci_low", "ci_high", "p", "p_adjusted", "family_size", "simultaneous_low", "simultaneous_high",
                  "detectable", "verdict", "reason", "left_out", "detail", "definition")
@@ -157,7 +161,7 @@ def _verdict(r, m: int) -> tuple[str, str]:
     power = (f"; an effect of ±{r.detectable:.4f} would be detected with 80 % power at α/{m}, estimated from "
              f"the spread of these {r.n} {unit}" if math.isfinite(r.detectable) else "")
     if r.missing:
-        return INCONCLUSIVE, f"no data: {r.missing}"
+        return NOT_RUN, f"no data: {r.missing}"
     if r.blocked:
         flags = "; ".join(f"{member}: {', '.join(r.held[member])}" for member in r.blocked)
         return WITHHELD, (f"withheld until explained (results/explained_flags.toml): failed validity flags of the "
