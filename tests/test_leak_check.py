@@ -63,7 +63,8 @@ def _run_suite(tmp_path: Path) -> dict[str, str]:
     text (the failure messages of setup, call and teardown, "" for a pass)."""
     (tmp_path / "conftest.py").write_text("from leak_check import no_leaks  # noqa: F401\n")
     (tmp_path / "test_broken.py").write_text(textwrap.dedent(BROKEN_SUITE))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}  # the outer run's options
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
     report = tmp_path / "report.xml"
     subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"--junitxml={report}",
                     "--rootdir", str(tmp_path), "-c", os.devnull, str(tmp_path)],

@@ -104,3 +104,16 @@ def test_detectable_effect_has_the_stated_power():
     critical = scipy_stats.t.ppf(0.975, 4)
     power = 1 - scipy_stats.nct.cdf(critical, 4, effect * math.sqrt(5)) + scipy_stats.nct.cdf(-critical, 4, effect * math.sqrt(5))
     assert power == pytest.approx(0.8, abs=1e-6)
+
+
+def test_the_median_unbiased_sd_is_above_sigma_in_half_of_the_samples():
+    from robench.stats import median_unbiased_sd
+
+    rng = np.random.default_rng(3)
+    for n in (3, 5):
+        samples = rng.normal(0.0, 2.0, (20000, n))
+        corrected = np.array([median_unbiased_sd(float(x.std(ddof=1)), n) for x in samples])
+        plain = samples.std(axis=1, ddof=1)
+        assert np.mean(corrected > 2.0) == pytest.approx(0.5, abs=0.015), n
+        assert np.mean(plain > 2.0) < 0.47, n  # the plain s is below σ more often than not
+    assert math.isnan(median_unbiased_sd(1.0, 1))

@@ -18,8 +18,9 @@ with probability at least 1 − α = 95 %, and its p-value times m (capped at 1)
 - **inconclusive** otherwise, with the reason: too few units, no spread (a
   zero-width interval is never evidence), or an adjusted p-value of at least α. The reason
   gives the effect that a test at α/m would detect with 80 % power if the spread were
-  the one these units show (the noncentral t, :func:`robench.stats.detectable_effect`):
-  an estimate from few units, not a bound on what goes undetected;
+  the one these units show (the noncentral t, :func:`robench.stats.detectable_effect`,
+  with the median-unbiased spread :func:`robench.stats.median_unbiased_sd`): an
+  estimate from few units, not a bound on what goes undetected;
 - **withheld**: a member whose records the claim uses failed a gating validity flag
   (:data:`robench.report.gates.GATING_FLAGS`) that ``explained_flags.toml`` does not explain; the claim
   is shown with its numbers and its adjusted p-value, and without a verdict, until the
@@ -37,7 +38,7 @@ from robench.evaluate.masking import MASKING_FLAGS
 from robench.report.claim_data import Units, zoo_attackers
 from robench.report.claims import CLAIMS, Claim, Sample, claim_sample, units_of
 from robench.report.training_failures import without_failed
-from robench.stats import bonferroni, detectable_effect, one_sample_t, t_interval
+from robench.stats import bonferroni, detectable_effect, median_unbiased_sd, one_sample_t, t_interval
 
 ALPHA = 0.05
 MIN_UNITS = 3
@@ -123,7 +124,8 @@ def evaluate_claims(attacks: pd.DataFrame, experiments: dict[str, pd.DataFrame],
     m = max(len(family), 1)
     frame["p_adjusted"] = pd.Series(bonferroni(frame.loc[family, "p"].tolist()), index=family, dtype=float)
     frame["family_size"] = len(family)
-    frame["detectable"] = [detectable_effect(sd, n, ALPHA / m) for sd, n in zip(frame["sd"], frame["n"])]
+    frame["detectable"] = [detectable_effect(median_unbiased_sd(sd, n), n, ALPHA / m)
+                           for sd, n in zip(frame["sd"], frame["n"])]
     simultaneous = [t_interval(r.difference, r.sd, r.n, 1 - ALPHA / m) if r.testable else (math.nan, math.nan)
                     for r in frame.itertuples()]
     frame["simultaneous_low"], frame["simultaneous_high"] = zip(*simultaneous) if simultaneous else ((), ())
