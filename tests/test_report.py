@@ -388,6 +388,7 @@ def test_nothing_run_still_writes_a_page(tmp_path):
     index = write_report(DATASET, tmp_path / "nowhere", tmp_path / "nozoo", tmp_path / "out", margins=False)
     page = index.read_text()
     assert "Nothing has been run" in page and f"robench run --dataset {DATASET}" in page
+    assert "Failed-training check: not run (no zoo cards" in page
     assert f"robench train zoo --dataset {DATASET}" in page
     parser = _Collector()
     parser.feed(page)

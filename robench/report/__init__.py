@@ -60,6 +60,8 @@ def _summary(results: Results, claims: pd.DataFrame, run: dict[str, str], failed
     """The lines at the top of the page: failed trainings, what was found, what is
     missing, the verdicts."""
     lines = [f"Failed training, left out of every claim: {member} ({why})." for member, why in failed.items()]
+    if not results.cards:
+        lines.append("Failed-training check: not run (no zoo cards to read clean accuracies from).")
     lines.append(f"Results from `{results.results_dir}`, zoo from `{results.zoo_dir}`.")
     if not results.ran_anything:
         lines.append(f"Nothing has been run for {results.dataset} yet (no results in `{results.results_dir}`): "
