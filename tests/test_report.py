@@ -312,7 +312,7 @@ def test_black_box_claims_count_only_attackers_of_a_seed_no_defender_uses():
 
 def test_figures_are_png_and_svg(report):
     figures = report.parent / "figures"
-    for name in ("generalization", "noise", "blackbox", "whitebox", "matrix", "margins"):
+    for name in ("claims", "generalization", "noise", "blackbox", "whitebox", "matrix", "margins"):
         png = (figures / f"{name}.png").read_bytes()
         assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000, name
         root = ET.parse(figures / f"{name}.svg").getroot()
@@ -341,10 +341,10 @@ def test_html_is_self_contained(report):
     parser = _Collector()
     parser.feed(report.read_text(encoding="utf-8"))
     parser.close()
-    assert len(parser.images) == 6
+    assert len(parser.images) == 7
     for src in parser.images:
         assert src.startswith("data:image/png;base64,") or (report.parent / src).exists()
-    assert {"claims", "flags", "clean", "generalization", "noise", "blackbox", "whitebox", "matrix",
+    assert {"glance", "claims", "flags", "clean", "generalization", "noise", "blackbox", "whitebox", "matrix",
             "protocol"} <= set(parser.ids)
     text = " ".join(parser.text)
     assert "supported" in text and "contradicted" in text and "inconclusive" in text
@@ -354,8 +354,9 @@ def test_html_is_self_contained(report):
 def test_markdown_links_existing_figures(report):
     md = (report.parent / "report.md").read_text()
     links = [line.split("](")[1].rstrip(")") for line in md.splitlines() if line.startswith("![")]
-    assert len(links) == 6 and all((report.parent / link).exists() for link in links)
+    assert len(links) == 7 and all((report.parent / link).exists() for link in links)
     assert "## Claims of the paper" in md and "## Validity flags" in md
+    assert links[0] == "figures/claims.png" and md.index(links[0]) < md.index("## Claims of the paper")
 
 
 def test_flags_failures_first(report):

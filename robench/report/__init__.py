@@ -141,6 +141,7 @@ def write_report(
     ctx = _context(results, out_dir, data_root, matrix_eps, margins, evaluation)
     claims_section, claims = build.claims_section(ctx)
     sections = [
+        build.glance_section(ctx, claims),
         claims_section,
         build.flags_section(ctx),
         build.clean_section(ctx),

@@ -21,6 +21,7 @@ from robench.report import verdicts
 from robench.report.claim_data import configuration_of, independent_ce_attackers, zoo_attackers
 from robench.report.claims import CLAIMS
 from robench.report.content import Section, TableView
+from robench.report.forest import CAPTION as FOREST_CAPTION, forest_figure
 from robench.report.gates import explained_flags, failed_flags, gates
 from robench.report.load import Results, describe_rows, image_counts
 from robench.report.training_failures import without_failed
@@ -143,6 +144,16 @@ def claims_section(ctx: Context) -> tuple[Section, pd.DataFrame]:
     section.bullets = [f"({c.key}) {c.statement} — {c.data}: {c.definition}." for c in CLAIMS]
     section.notes += [f"Explained flag {flag} ({scope}): {reason}" for (flag, scope), reason in explained.items()]
     return section, frame
+
+
+def glance_section(ctx: Context, claims: pd.DataFrame) -> Section:
+    """The forest plot of every claim, first on the page (:mod:`robench.report.forest`)."""
+    section = Section("glance", "The claims at a glance")
+    if (claims["verdict"] == verdicts.NOT_RUN).all():
+        section.notes.append("no claim has records to be read on yet: the claims table says what to run")
+        return section
+    section.figures.append(figs.save_figure(forest_figure(claims), ctx.figures_dir, "claims", FOREST_CAPTION))
+    return section
 
 
 def _simultaneous_header(frame: pd.DataFrame) -> str:
