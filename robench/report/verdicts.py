@@ -103,7 +103,7 @@ def evaluate_claims(attacks: pd.DataFrame, experiments: dict[str, pd.DataFrame],
     rows, units = [], {}
     for claim in CLAIMS:
         sample = _sample(claim, kept, experiments, dataset, stored, units)
-        left_out = _left_out(claim, attacks, failed, attackers)
+        left_out = [] if sample.missing else _left_out(claim, attacks, failed, attackers)
         n = len(sample.differences)
         mean, sd, p = one_sample_t(sample.differences.tolist())
         low, high = t_interval(mean, sd, n, 1 - ALPHA)
