@@ -3,6 +3,7 @@
     python3 .ci/deps.py test-command    the README's second quick-start command (the tests)
     python3 .ci/deps.py floors          a pip constraints file pinning every declared floor
     python3 .ci/deps.py versions        each declared dependency's installed version (run in the venv)
+    python3 .ci/deps.py at-floors       exit 1 unless every floor is the installed version (run in the venv)
 
 The floors file pins each ``>=X`` of ``[project] dependencies`` and the ``test`` extra to
 ``==X``; a dependency whose floor cannot be installed here is named in UNTESTED_FLOORS and
@@ -51,5 +52,20 @@ def versions() -> str:
     return "\n".join(f"{_name(r)}=={metadata.version(_name(r))}" for r in _requirements())
 
 
+def at_floors() -> str:
+    """"" when every pinned floor is installed; else the mismatches, and exit status 1."""
+    from packaging.version import Version
+
+    wrong = []
+    for line in floors().splitlines():
+        name, floor = line.split("==")
+        if Version(metadata.version(name)) != Version(floor):
+            wrong.append(f"{name} {metadata.version(name)} installed, floor {floor}")
+    if wrong:
+        sys.exit("not at the declared floors: " + "; ".join(wrong))
+    return "every declared floor is the installed version"
+
+
 if __name__ == "__main__":
-    print({"test-command": test_command, "floors": floors, "versions": versions}[sys.argv[1]]())
+    print({"test-command": test_command, "floors": floors, "versions": versions,
+           "at-floors": at_floors}[sys.argv[1]]())
