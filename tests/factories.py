@@ -40,3 +40,12 @@ def experiment_record(member: str = "ce-s0", setting: float = 0.1, repeat: int =
         steps=9, weights_sha256="w" * 64, split_hash="s" * 64, seed=0, train_seed=repeat, preset="quick",
         spec_hash="h" * 16, threads=2, determinism=DETERMINISM, robench_version="0.1.0", torch_version="2.x", timestamp="2026-01-01T00:00:00Z")
     return ExperimentRecord(**{**values, **fields})
+
+
+# the default digits zoo's configurations: name -> (loss, bound, delta, head)
+DIGITS_CONFIGURATIONS = {
+    "ce": ("ce", "sym", 1.0, "linear"), "ce-unit": ("ce", "sym", 1.0, "unit"), "hinge-d1": ("hinge", "sym", 1.0, "linear"),
+    "1toN-sym-d1": ("1toN", "sym", 1.0, "unit"), "1toN-zero-d1": ("1toN", "zero", 1.0, "unit"),
+    "1toN-sym-d4": ("1toN", "sym", 4.0, "unit"), "1toN-zero-d4": ("1toN", "zero", 4.0, "unit"),
+    "1toN+ce-sym-d1": ("1toN+ce", "sym", 1.0, "unit"),
+}

@@ -25,15 +25,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from factories import DIGITS_CONFIGURATIONS
 from robench.report.verdicts import ALPHA, CONTRADICTED, SUPPORTED, evaluate_claims
 
-# configuration -> (loss, bound, delta, head): the digits zoo's
-CONFIGURATIONS = {
-    "ce": ("ce", "sym", 1.0, "linear"), "ce-unit": ("ce", "sym", 1.0, "unit"), "hinge-d1": ("hinge", "sym", 1.0, "linear"),
-    "1toN-sym-d1": ("1toN", "sym", 1.0, "unit"), "1toN-zero-d1": ("1toN", "zero", 1.0, "unit"),
-    "1toN-sym-d4": ("1toN", "sym", 4.0, "unit"), "1toN-zero-d4": ("1toN", "zero", 4.0, "unit"),
-    "1toN+ce-sym-d1": ("1toN+ce", "sym", 1.0, "unit"),
-}
+CONFIGURATIONS = DIGITS_CONFIGURATIONS
 SEEDS = (0, 1, 2, 3, 4)
 ATTACKERS = {"ce-s100": 100, "ce-s101": 101, "ce-s102": 102}
 REPEATS = 3

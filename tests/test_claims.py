@@ -10,19 +10,13 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from factories import attack_record
+from factories import DIGITS_CONFIGURATIONS, attack_record
 from robench.report.claims import CLAIMS
 from robench.report.gates import explained_flags, gates
 from robench.report.verdicts import (ALPHA, CONTRADICTED, INCONCLUSIVE, SUPPORTED, WITHHELD, claims_by_eps,
                                      evaluate_claims)
 
-# configuration -> (loss, bound, delta, head)
-CONFIGURATIONS = {
-    "ce": ("ce", "sym", 1.0, "linear"), "ce-unit": ("ce", "sym", 1.0, "unit"), "hinge-d1": ("hinge", "sym", 1.0, "linear"),
-    "1toN-sym-d1": ("1toN", "sym", 1.0, "unit"), "1toN-zero-d1": ("1toN", "zero", 1.0, "unit"),
-    "1toN-sym-d4": ("1toN", "sym", 4.0, "unit"), "1toN-zero-d4": ("1toN", "zero", 4.0, "unit"),
-    "1toN+ce-sym-d1": ("1toN+ce", "sym", 1.0, "unit"),
-}
+CONFIGURATIONS = DIGITS_CONFIGURATIONS
 SEEDS = (0, 1, 2, 3, 4)
 ATTACKERS = {"ce-s100": 100, "ce-s101": 101}
 EPS = (0.0, 0.1, 0.2)
