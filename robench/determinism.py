@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from robench.settings import snapshot
+
 
 def thread_count() -> int:
     """PyTorch's intra-op thread count in this process."""
@@ -23,12 +25,14 @@ def thread_count() -> int:
 
 
 def determinism_settings() -> dict[str, bool]:
-    """PyTorch's switches that choose kernels, as they stand in this process."""
+    """PyTorch's switches that choose kernels, as they stand in this process (read by
+    :func:`robench.settings.snapshot`)."""
+    now = snapshot()
     return {
-        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
-        "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
-        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
-        "tf32": bool(torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32),
+        "deterministic_algorithms": now.deterministic_algorithms,
+        "cudnn_deterministic": now.cudnn_deterministic,
+        "cudnn_benchmark": now.cudnn_benchmark,
+        "tf32": now.matmul_tf32 or now.cudnn_tf32,
     }
 
 

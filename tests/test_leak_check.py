@@ -113,3 +113,27 @@ def test_no_test_patches_torchs_switch_modules_through_monkeypatch():
     offenders = [f"{path.name}:{number}" for path in sorted(TESTS.glob("*.py"))
                  for number, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
     assert offenders == []
+
+
+def test_pytorchs_own_step_wrapper_is_no_leak():
+    """The first optimizer of a class wraps the class's ``step`` (PyTorch's profiling hook):
+    the check lets that stand, and still catches a test's own replacement of ``step``."""
+    from leak_check import leaks_since, namespace_snapshot
+
+    import robench.train.rmsprop_tf as rmsprop_tf
+
+    class Fresh(rmsprop_tf.RMSPropTF):  # a class of robench's namespace whose step no optimizer has wrapped yet
+        def step(self, closure=None):
+            return super().step(closure)
+
+    Fresh.__module__ = rmsprop_tf.__name__
+    rmsprop_tf.Fresh = Fresh
+    try:
+        before = (settings.snapshot(), namespace_snapshot())
+        Fresh([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        assert getattr(Fresh.step, "hooked", False)
+        assert leaks_since(*before) == []
+        Fresh.step = lambda self, closure=None: None
+        assert leaks_since(*before) == ["robench.train.rmsprop_tf.Fresh.step"]
+    finally:
+        del rmsprop_tf.Fresh

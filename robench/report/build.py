@@ -159,6 +159,8 @@ def glance_section(ctx: Context, claims: pd.DataFrame) -> Section:
 def _simultaneous_header(frame: pd.DataFrame) -> str:
     """The simultaneous interval's column name, with its procedure and family size."""
     m = int(frame["family_size"].iloc[0]) if len(frame) else 0
+    if m == 0:
+        return "simultaneous 95 % interval (Bonferroni; no claim can be tested)"
     return f"simultaneous 95 % interval (Bonferroni, α/{m}, {m} claims)"
 
 

@@ -31,7 +31,6 @@ from robench.config import LossSpec, from_dict
 from robench.data.base import DATASETS
 from robench.zoo import configuration_name
 
-FLAG = "failed_training"
 SEED_GAP = 0.10  # accuracy below the configuration's median
 MIN_MEMBERS = 3  # a median of fewer says nothing about an outlier
 
