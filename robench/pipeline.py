@@ -20,9 +20,10 @@ log = logging.getLogger(__name__)
 # Black-box: the zoo's attackers (CE members with seeds of their own) against its defenders;
 # white-box: every member against itself. `robench attack --blackbox --attacker all` adds the full matrix.
 # Worst case: the `worst` ensemble on every defender (the claims' members); its convergence check runs it
-# again with twice the steps at the dataset's checked ε on the first seed of each defender configuration.
+# again with twice the steps at the dataset's checked ε, and its gradient-free check with Square at
+# AutoAttack's 5,000 queries over the whole ε grid, each on the first seed of every defender configuration.
 STAGES = ("train zoo", "black-box attacks", "white-box attacks", "worst-case attacks", "convergence check",
-          "generalization", "noise", "report", "export")
+          "gradient-free check", "generalization", "noise", "report", "export")
 
 
 def run_pipeline(
@@ -36,7 +37,7 @@ def run_pipeline(
 ) -> Path:
     """Run every stage for ``dataset``; returns the report's ``index.html``.
     ``num_samples`` > 0 attacks the first that many test images only (the report says so)."""
-    from robench.attacks.ensemble import QUICK_STEPS
+    from robench.attacks.ensemble import FULL_SQUARE_QUERIES, QUICK_STEPS
     from robench.device import resolve_device, resolve_precision
     from robench.evaluate.attack_runner import CHECKED_EPS, AttackPlan, run_attacks
     from robench.evaluate.evaluation import Evaluation
@@ -62,6 +63,9 @@ def run_pipeline(
         "convergence check": lambda: _whitebox_on_every_core(
             dataset, AttackPlan("whitebox", attacks=("worst",), eps=(CHECKED_EPS[dataset],), steps=2 * QUICK_STEPS,
                                 num_samples=num_samples),
+            _defenders(dataset, zoo_dir, preset, first_seed_only=True), zoo_dir, results, device, data_root),
+        "gradient-free check": lambda: _whitebox_on_every_core(
+            dataset, AttackPlan("whitebox", attacks=("worst",), queries=FULL_SQUARE_QUERIES, num_samples=num_samples),
             _defenders(dataset, zoo_dir, preset, first_seed_only=True), zoo_dir, results, device, data_root),
         "generalization": lambda: run_generalization(dataset, preset, None, zoo_dir, results, device, data_root),
         "noise": lambda: run_noise(dataset, preset, None, zoo_dir, results, device, data_root),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -102,34 +103,109 @@ def bonferroni(p_values: Sequence[float]) -> list[float]:
     return [min(1.0, m * p) for p in p_values]
 
 
-def median_unbiased_sd(sd: float, n: int) -> float:
-    """The sample standard deviation ``sd`` of ``n`` normal values scaled so that its
-    median is the true σ: (n − 1) s² / σ² is χ² with n − 1 degrees of freedom, so
-    s · √((n − 1) / χ²₀.₅,ₙ₋₁) is above σ in half of the samples. Plugged into
-    :func:`detectable_effect`, it makes the stated effect one that has its stated power
-    at the median, where the plain s (which is below σ more often than not) overstates
-    the power; NaN below two values."""
-    if n < 2 or not math.isfinite(sd):
+@dataclass(frozen=True)
+class TTest:
+    """A t-test of a difference in means and what goes with it: the estimate, its
+    standard error, the degrees of freedom of its t distribution, the two-sided p-value of
+    "no difference", and the units on each side. One-sample (paired) tests have
+    ``se = s / √n`` and ``df = n − 1``; Welch's two-sample test has
+    ``se = √(s_T² / n_T + s_R² / n_R)`` and the Welch–Satterthwaite ``df``."""
+
+    difference: float
+    se: float
+    df: float
+    p: float
+
+    def interval(self, level: float) -> tuple[float, float]:
+        """``difference ± t_{(1+level)/2, df} · se``; NaNs without a spread."""
+        if not (self.se > 0 and self.df > 0 and 0 < level < 1):
+            return math.nan, math.nan
+        half = float(scipy_stats.t.ppf((1 + level) / 2, self.df)) * self.se
+        return self.difference - half, self.difference + half
+
+    def detectable(self, alpha: float, power: float = 0.8) -> float:
+        """The true difference this test detects at two-sided level ``alpha`` with
+        probability ``power`` if the spread were the one observed, from the
+        median-unbiased standard error (:func:`median_unbiased_se`) and the noncentral t
+        (:func:`noncentrality`); NaN without a spread."""
+        if not (self.se > 0 and self.df > 0):
+            return math.nan
+        return noncentrality(self.df, alpha, power) * median_unbiased_se(self.se, self.df)
+
+
+NO_TEST = TTest(math.nan, math.nan, math.nan, math.nan)
+
+
+def paired_t(differences: Sequence[float]) -> TTest:
+    """The one-sample t-test of mean 0 of paired ``differences`` (scipy ``ttest_1samp``);
+    p is NaN with fewer than two values or none of them different (a zero spread is no
+    evidence)."""
+    mean, sd, p = one_sample_t(differences)
+    n = len(list(differences))
+    return TTest(mean, sd / math.sqrt(n) if n > 1 else math.nan, n - 1 if n > 1 else math.nan, p)
+
+
+def welch_t(treatment: Sequence[float], reference: Sequence[float]) -> TTest:
+    """Welch's two-sample t-test of equal means, unequal variances allowed (scipy
+    ``ttest_ind(equal_var=False)`` for the p-value): difference mean(T) − mean(R),
+    se = √(s_T² / n_T + s_R² / n_R), the Welch–Satterthwaite df. Fewer than two values on
+    a side, or no spread on either, gives NaN se, df and p."""
+    t = np.asarray(list(treatment), dtype=np.float64)
+    r = np.asarray(list(reference), dtype=np.float64)
+    if not len(t) or not len(r):
+        return NO_TEST
+    difference = float(t.mean() - r.mean())
+    if len(t) < 2 or len(r) < 2:
+        return TTest(difference, math.nan, math.nan, math.nan)
+    vt, vr = t.var(ddof=1) / len(t), r.var(ddof=1) / len(r)
+    if not vt + vr > 0:
+        return TTest(difference, math.nan, math.nan, math.nan)
+    df = (vt + vr) ** 2 / (vt ** 2 / (len(t) - 1) + vr ** 2 / (len(r) - 1))
+    p = float(scipy_stats.ttest_ind(t, r, equal_var=False).pvalue)
+    return TTest(difference, math.sqrt(vt + vr), float(df), p)
+
+
+def median_unbiased_se(se: float, df: float) -> float:
+    """A standard error with ``df`` degrees of freedom scaled so that its median is the
+    true one: df · se² / σ² is (approximately, for Welch) χ² with df degrees of freedom,
+    so se · √(df / χ²₀.₅,df) is above the true σ in half of the samples. The plain se is
+    below it more often than not, so an effect stated from it overstates the power."""
+    if not (df > 0 and math.isfinite(se)):
         return math.nan
-    return sd * math.sqrt((n - 1) / float(scipy_stats.chi2.median(n - 1)))
+    return se * math.sqrt(df / float(scipy_stats.chi2.median(df)))
+
+
+def median_unbiased_sd(sd: float, n: int) -> float:
+    """:func:`median_unbiased_se` of the standard deviation of ``n`` normal values
+    (df = n − 1); NaN below two values."""
+    return median_unbiased_se(sd, n - 1) if n >= 2 else math.nan
+
+
+@functools.lru_cache(maxsize=1024)
+def noncentrality(df: float, alpha: float, power: float = 0.8) -> float:
+    """The noncentrality λ at which a two-sided t-test with ``df`` degrees of freedom at
+    level ``alpha`` rejects with probability ``power``: P(|T'| > t_{1−α/2}) = power for T'
+    noncentral t (scipy ``nct``), solved for λ."""
+    from scipy.optimize import brentq
+
+    critical = float(scipy_stats.t.ppf(1 - alpha / 2, df))
+
+    def shortfall(nc: float) -> float:
+        wrong_side = float(scipy_stats.nct.cdf(-critical, df, nc))  # NaN where it underflows
+        return float(scipy_stats.nct.sf(critical, df, nc)) + (wrong_side if math.isfinite(wrong_side) else 0.0) - power
+
+    return float(brentq(shortfall, 0.0, 2 * critical + 5))  # power at 2 · critical is above 0.95 for any df ≥ 1
 
 
 def detectable_effect(sd: float, n: int, alpha: float, power: float = 0.8) -> float:
-    """The smallest mean difference that a two-sided one-sample t-test at level ``alpha``
-    detects with probability ``power`` from ``n`` values of standard deviation ``sd``
-    (statsmodels ``TTestPower``, the noncentral t); NaN below two values or without a spread."""
+    """The smallest mean that a two-sided one-sample t-test at level ``alpha`` detects with
+    probability ``power`` from ``n`` values of standard deviation ``sd`` (the noncentral
+    t: λ · sd / √n); NaN below two values or without a spread."""
     if n < 2 or not sd > 0:
         return math.nan
-    return _standardized_effect(n, alpha, power) * sd
+    return noncentrality(n - 1, alpha, power) * sd / math.sqrt(n)
 
 
-@functools.lru_cache(maxsize=256)
-def _standardized_effect(n: int, alpha: float, power: float) -> float:
-    """The detectable effect in units of the standard deviation (it depends on nothing else)."""
-    from statsmodels.stats.power import TTestPower
-
-    return float(TTestPower().solve_power(effect_size=None, nobs=n, alpha=alpha, power=power,
-                                          alternative="two-sided"))
-
-
-__all__ = ["clopper_pearson", "bonferroni", "detectable_effect", "mean_ci", "median_unbiased_sd", "one_sample_t", "paired_difference", "t_interval"]
+__all__ = ["NO_TEST", "TTest", "bonferroni", "clopper_pearson", "detectable_effect", "mean_ci", "median_unbiased_sd",
+           "median_unbiased_se", "noncentrality", "one_sample_t", "paired_difference", "paired_t", "t_interval",
+           "welch_t"]

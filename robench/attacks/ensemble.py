@@ -15,8 +15,10 @@ user gives none, the ensemble's own budget:
 * ``worst`` (L∞): FGSM and IFGSM (the paper's attacks, Kurakin's schedule), then PGD with
   CE, APGD-CE, APGD-DLR and APGD-T (3 target classes) with 50 steps each, and Square with
   500 queries. The budget is chosen so the quick digits run stays quick; the
-  ``converged`` masking flag (docs/flags.md) checks on every member that doubling it
-  does not lower the accuracy, and ``--steps`` / ``--targets`` / ``--queries`` raise it;
+  ``converged`` masking flag (docs/flags.md) checks that doubling the steps does not
+  lower the accuracy, ``robench run``'s gradient-free check runs it again with Square at
+  AutoAttack's :data:`FULL_SQUARE_QUERIES`, and ``--steps`` / ``--targets`` /
+  ``--queries`` raise it;
 * ``aa`` (L∞): AutoAttack's standard version without FAB-T and its budgets: APGD-CE
   (100 steps), APGD-T (9 target classes, 100 steps) and Square (5,000 queries);
 * ``worst-l2``: FGM, then L2 PGD, APGD-CE, APGD-DLR and APGD-T (3 targets) with 50 steps.
@@ -37,6 +39,7 @@ TARGETED_BUDGET = GRADIENT_BUDGET + ("targets",)
 QUERY_BUDGET = ("queries", "restarts")
 QUICK_STEPS = 50  # of each strong member of ``worst`` and ``worst-l2``
 QUICK = {"steps": QUICK_STEPS}
+FULL_SQUARE_QUERIES = 5000  # AutoAttack's Square budget (Croce & Hein 2020)
 #: ensemble → (member attack, the ensemble options it takes, its budget where none is
 #: given), in the order they run.
 ENSEMBLES: dict[str, tuple[tuple[str, tuple[str, ...], dict], ...]] = {
@@ -44,7 +47,7 @@ ENSEMBLES: dict[str, tuple[tuple[str, tuple[str, ...], dict], ...]] = {
               ("apgd-ce", GRADIENT_BUDGET, QUICK), ("apgd-dlr", GRADIENT_BUDGET, QUICK),
               ("apgd-t", TARGETED_BUDGET, {**QUICK, "targets": 3}), ("square", QUERY_BUDGET, {"queries": 500})),
     "aa": (("apgd-ce", GRADIENT_BUDGET, {"steps": 100}), ("apgd-t", TARGETED_BUDGET, {"steps": 100, "targets": 9}),
-           ("square", QUERY_BUDGET, {"queries": 5000})),
+           ("square", QUERY_BUDGET, {"queries": FULL_SQUARE_QUERIES})),
     "worst-l2": (("fgm", (), {}), ("pgd-l2", GRADIENT_BUDGET, QUICK), ("apgd-ce-l2", GRADIENT_BUDGET, QUICK),
                  ("apgd-dlr-l2", GRADIENT_BUDGET, QUICK), ("apgd-t-l2", TARGETED_BUDGET, {**QUICK, "targets": 3})),
 }

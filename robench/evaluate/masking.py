@@ -241,7 +241,8 @@ def _increment_flag(name: str, ensemble: str, before: dict[str, Any], after: dic
     return _flag(
         name, _within(after["correct"], before["correct"], n, tolerance),
         f"{ensemble}/{after['attack_loss']}/{after['backend']}{_norm_tag(after['norm'])}{_tag(after['precision'])} "
-        f"{after['defender']} eps {after['eps']:.4g} (steps {after['steps']})",
+        f"{after['defender']} eps {after['eps']:.4g} (steps {after['steps']}"
+        + ("" if after["queries"] is None else f", queries {after['queries']}") + ")",
         f"{what}: accuracy {before['accuracy']:.4f} -> {after['accuracy']:.4f}, "
         f"{_points_lower(after['correct'], before['correct'], n):.2f} points lower (tolerance {tolerance:g})",
         after["defender"])

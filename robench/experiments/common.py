@@ -119,12 +119,14 @@ _PAPER_GEN = dict(settings=tuple(paper_fractions()), repeats=5, min_steps=1000)
 _PAPER_GEN_DIGITS = {**_PAPER_GEN, "settings": tuple(f for f in paper_fractions() if f >= 0.01)}
 _PAPER_NOISE = dict(settings=PAPER_RATES, repeats=5, stop_train_accuracy=0.8)
 
-# quick, digits: 3 settings × 3 repeats (fractions 1/32, 1/8, 1 and noise rates of the paper's grid), each experiment
-# under 5 minutes on two CPU cores (measured: README). 100 steps for every member and
+# quick, digits: the paper's 5 repeats (subsets / noisy sets) per setting, so that an effect
+# as consistent as the committed noise result (1-to-N 0.15 below CE in each of 3 repeats)
+# can reach a verdict under the family's correction; generalization at fractions 1/32, 1/8
+# and 1, noise at the paper's rates 0–80 % in steps of 20. 100 steps for every member and
 # fraction (epoch_scale 0.5 leaves 15 / 20 epochs, which min_steps raises to 20 at 100 %);
 # the noise runs stop at 80 % noisy-train accuracy or at 15 (hinge 20) epochs.
-_QUICK_GEN = dict(settings=(0.03125, 0.125, 1.0), repeats=3, epoch_scale=0.5, min_steps=100)
-_QUICK_NOISE = dict(settings=(0.0, 0.4, 0.8), repeats=3, epoch_scale=0.5, stop_train_accuracy=0.8)
+_QUICK_GEN = dict(settings=(0.03125, 0.125, 1.0), repeats=5, epoch_scale=0.5, min_steps=100)
+_QUICK_NOISE = dict(settings=PAPER_RATES, repeats=5, epoch_scale=0.5, stop_train_accuracy=0.8)
 
 # quick, every other dataset (sized on fashion-mnist): the mnist-cnn costs ~0.5 s a
 # batch-256 step on two busy CPU cores and the training split is 54k images, so the plans
@@ -136,8 +138,10 @@ _QUICK_NOISE = dict(settings=(0.0, 0.4, 0.8), repeats=3, epoch_scale=0.5, stop_t
 # runs to reach 80 % (epochs 8–13 on fashion-mnist) — with a cap of 7 epochs none did,
 # and the comparison measured only how fast each loss learns. Test accuracy on a fixed
 # 1,000 test images.
-_QUICK_GEN_SMALL = dict(settings=(0.00125, 0.0025, 0.005), repeats=3, min_steps=60, test_samples=1000)
-_QUICK_NOISE_SMALL = dict(settings=(0.0, 0.4, 0.8), repeats=3, epoch_scale=5.0, stop_train_accuracy=0.8,
+# 5 repeats as the paper; noise at three of its five rates (0, 40, 80 %), which keeps the
+# Fashion-MNIST run within an hour on two CPU cores (the report lists the departure).
+_QUICK_GEN_SMALL = dict(settings=(0.00125, 0.0025, 0.005), repeats=5, min_steps=60, test_samples=1000)
+_QUICK_NOISE_SMALL = dict(settings=(0.0, 0.4, 0.8), repeats=5, epoch_scale=5.0, stop_train_accuracy=0.8,
                           train_pool=1024, test_samples=1000)
 
 # (experiment, preset, dataset or "*") -> plan; the dataset-specific entry wins.

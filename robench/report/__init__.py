@@ -31,6 +31,7 @@ from robench.errors import UserError
 from robench.io import atomic_write_text
 from robench.report import build, verdicts
 from robench.report.content import Page
+from robench.report.claims import FAMILIES
 from robench.report.figures import configuration_order, make_palette
 from robench.report.html import render_html, render_markdown
 from robench.evaluate.evaluation import Evaluation
@@ -73,13 +74,24 @@ def _summary(results: Results, claims: pd.DataFrame, run: dict[str, str], failed
     absent = [k for k, n in found.items() if not n]
     lines.append(f"{len(results.cards)} zoo members; present: {', '.join(present) or 'none'}; "
                  f"missing: {', '.join(absent) or 'nothing'}.")
-    counts = claims["verdict"].value_counts()
-    lines.append("Claims: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in verdicts.VERDICTS) + ".")
+    lines += [claims_line(claims[claims["family"] == family], family) for family in FAMILIES
+              if (claims["family"] == family).any()]
     if len(results.flags):
         lines.append(f"Validity flags: {flags_line(results.flags)}.")
     lines += [f"Unreadable input: {p}" for p in results.problems]
     lines += results.notes
     return lines
+
+
+def claims_line(family: pd.DataFrame, name: str) -> str:
+    """One family's verdicts, and which way the estimates of the claims with data point
+    (every claim states that its treatment beats its reference)."""
+    counts = family["verdict"].value_counts()
+    estimated = family.loc[family["verdict"] != verdicts.NOT_RUN, "difference"].dropna()
+    return (f"{name.capitalize()} claims ({len(family)}): "
+            + ", ".join(f"{counts.get(v, 0)} {v}" for v in verdicts.VERDICTS)
+            + f"; of the {len(estimated)} with an estimate, {int((estimated > 0).sum())} point the paper's way and "
+              f"{int((estimated < 0).sum())} against it (estimates, not verdicts).")
 
 
 #: The choices of an evaluation: (its field, the report option, the attack-record column).

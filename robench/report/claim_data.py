@@ -7,8 +7,8 @@ a configuration in a unit is its accuracy averaged over the claim's cells: for a
 claims every (mode, attacker, attack, ε > 0) of the records, black-box cells only from
 CE attackers whose seed no defender uses (PROTOCOL.md's threat model); for experiment
 claims the one cell at the smallest (generalization) or largest (noise) setting. Only
-cells that every compared configuration has in every unit count, so no configuration's
-average runs over other cells than another's.
+cells that every compared configuration has in every one of its units count, so no
+configuration's average runs over other cells than another's.
 """
 
 from __future__ import annotations
@@ -73,13 +73,10 @@ class Units:
         return cls(values, configurations, members)
 
     def averaged(self, configurations: list[str]) -> tuple[pd.DataFrame, int]:
-        """The value of each of ``configurations`` in each unit that all of them have
-        (configuration × unit), averaged over the cells that all of them have in all those
-        units, and that number of cells."""
+        """The value of each of ``configurations`` in each of its units (configuration ×
+        unit, NaN where a configuration lacks a unit), averaged over the cells that every
+        one of them has in every one of its units, and that number of cells."""
         mine = self.values[self.values.index.get_level_values("configuration").isin(configurations)]
-        units = mine.index.to_frame(index=False).groupby("unit")["configuration"].nunique()
-        shared = units.index[units == len(set(configurations))]
-        mine = mine[mine.index.get_level_values("unit").isin(shared)]
         common = mine.columns[mine.notna().all(axis=0)]
         return mine[common].mean(axis=1).unstack("unit"), len(common)
 

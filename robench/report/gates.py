@@ -27,7 +27,7 @@ from typing import Iterable
 import pandas as pd
 
 from robench.errors import UserError
-from robench.evaluate.masking import MASKING_FLAGS, converged, saturation_member
+from robench.evaluate.masking import MASKING_FLAGS, converged, ensemble_flags, saturation_member
 from robench.evaluate.validity import compute_flags
 from robench.store import AttackRecord
 
@@ -59,13 +59,16 @@ def failed_flags(records: Iterable[AttackRecord], stored: pd.DataFrame,
                  other_budgets: Iterable[AttackRecord] = ()) -> list[tuple[str, str, str]]:
     """(member, flag, scope) of every failed flag over ``records``; the ``converged``
     flags of their white-box runs against ``other_budgets`` (the same runs with other
-    steps or restarts); and the stored ``gradient_saturation`` flags of the records'
-    attack losses (those are measured on the models, not computed from records)."""
+    steps, restarts or queries), and the ensemble flags of those runs (``robench run``'s
+    gradient-free check at AutoAttack's Square budget is one); and the stored
+    ``gradient_saturation`` flags of the records' attack losses (those are measured on the
+    models, not computed from records)."""
     records = list(records)
-    whitebox = [r.as_dict() for r in (*records, *other_budgets) if r.mode == "whitebox"]
+    others = [r.as_dict() for r in other_budgets if r.mode == "whitebox"]
+    whitebox = [r.as_dict() for r in records if r.mode == "whitebox"] + others
     computed = compute_flags(records)
     seen = {(f["flag"], f["scope"]) for f in computed}
-    computed += [f for f in converged(whitebox) if (f["flag"], f["scope"]) not in seen]
+    computed += [f for f in converged(whitebox) + ensemble_flags(others) if (f["flag"], f["scope"]) not in seen]
     failed = [(member, f["flag"], f["scope"]) for f in computed if not f["passed"]
               for member in sorted(f["members"])]
     losses = {r.attack_loss for r in records}

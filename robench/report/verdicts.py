@@ -1,26 +1,28 @@
-"""Verdicts on the family of claims: tests over seeds, Bonferroni's simultaneous
-intervals, and what a verdict needs before it says anything.
+"""Verdicts on the two families of claims: tests over seeds or repeats, Bonferroni's
+simultaneous intervals within each family, and what a verdict needs before it says anything.
 
-For each claim (:mod:`robench.report.claims`) the sample is one paired difference per
-unit (training seed or repeat). Its test is the two-sided one-sample t-test of mean 0
-(scipy), its marginal interval the 95 % Student-t interval over units. The claims that
-can be tested (at least :data:`MIN_UNITS` units on each side and in the pairing, a
-spread) form one family of m, withheld ones included (so a flag on one claim's members
-never makes the test of another claim less strict). Each gets the t-interval at level
-1 − α/m: Bonferroni's simultaneous intervals, which cover all m true differences jointly
-with probability at least 1 − α = 95 %, and its p-value times m (capped at 1).
+For each claim (:mod:`robench.report.claims`) the sample is each side's value per unit
+(training seed or repeat), and its test Welch's two-sample t-test (scipy) of the two
+sides' values, unpaired (docs/protocol.md gives the measurements behind the choice). The
+marginal interval is the 95 % Welch t-interval. The claims of one family (primary: the
+paper's statements; secondary: exploratory) that can be tested (at least
+:data:`MIN_UNITS` units on each side, a spread) number m; withheld ones stay
+in (so a flag on one claim's members never makes the test of another claim less strict).
+Each gets the t-interval at level 1 − α/m: Bonferroni's simultaneous intervals, which
+cover all m true differences of the family jointly with probability at least 1 − α = 95 %,
+and its p-value times m (capped at 1).
 
 - **supported** / **contradicted**: the Bonferroni-adjusted p-value is below α = 0.05,
-  with the mean above / below 0 — exactly when the simultaneous interval lies above /
+  with the estimate above / below 0 — exactly when the simultaneous interval lies above /
   below 0, so the verdict can be read off the interval;
 - **not run**: no records to read the claim on (a mode, attack or experiment never run,
   or no member of a compared configuration); the reason says which command runs it;
 - **inconclusive** otherwise, with the reason: too few units, no spread (a
   zero-width interval is never evidence), or an adjusted p-value of at least α. The reason
-  gives the effect that a test at α/m would detect with 80 % power if the spread were
-  the one these units show (the noncentral t, :func:`robench.stats.detectable_effect`,
-  with the median-unbiased spread :func:`robench.stats.median_unbiased_sd`): an
-  estimate from few units, not a bound on what goes undetected;
+  gives the effect that the test at α/m would detect with 80 % power if the spread were
+  the one these units show (the noncentral t, :meth:`robench.stats.TTest.detectable`,
+  from the median-unbiased standard error): an estimate from few units, not a bound on
+  what goes undetected;
 - **withheld**: a member whose records the claim uses failed a gating validity flag
   (:data:`robench.report.gates.GATING_FLAGS`) that ``explained_flags.toml`` does not explain; the claim
   is shown with its numbers and its adjusted p-value, and without a verdict, until the
@@ -36,18 +38,19 @@ import pandas as pd
 
 from robench.evaluate.masking import MASKING_FLAGS
 from robench.report.claim_data import Units, zoo_attackers
-from robench.report.claims import CLAIMS, Claim, Sample, claim_sample, units_of
+from robench.report.claims import CLAIMS, FAMILIES, Claim, Sample, claim_sample, units_of
 from robench.report.training_failures import without_failed
-from robench.stats import bonferroni, detectable_effect, median_unbiased_sd, one_sample_t, t_interval
+from robench.stats import NO_TEST, TTest, bonferroni, welch_t
 
 ALPHA = 0.05
 MIN_UNITS = 3
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, WITHHELD = "supported", "contradicted", "inconclusive", "withheld"
 NOT_RUN = "not run"  # no records to read the claim on: never counted as inconclusive
 VERDICTS = (SUPPORTED, CONTRADICTED, INCONCLUSIVE, WITHHELD, NOT_RUN)
-CLAIM_COLUMNS = ("claim", "statement", "data", "unit", "treatment_units", "reference_units", "n", "difference",
-                 "sd", "ci_low", "ci_high", "p", "p_adjusted", "family_size", "simultaneous_low", "simultaneous_high",
-                 "detectable", "verdict", "reason", "left_out", "detail", "definition")
+CLAIM_COLUMNS = ("claim", "family", "statement", "data", "unit", "treatment_units", "reference_units",
+                 "difference", "se", "df", "ci_low", "ci_high", "p", "p_adjusted", "family_size",
+                 "simultaneous_low", "simultaneous_high", "detectable", "verdict", "reason", "left_out", "detail",
+                 "definition")
 
 
 def _missing(claim: Claim, attacks: pd.DataFrame, experiments: dict[str, pd.DataFrame], dataset: str,
@@ -77,7 +80,7 @@ def _sample(claim: Claim, attacks: pd.DataFrame, experiments: dict[str, pd.DataF
     """The claim's sample; ``units`` caches the units of each source and modes."""
     missing = _missing(claim, attacks, experiments, dataset, stored)
     if missing:
-        return Sample(pd.Series(dtype=float), 0, 0, frozenset(), missing=missing)
+        return Sample.empty(missing=missing)
     key = (claim.source, claim.modes, claim.highest, claim.attacks)
     if key not in units:
         units[key] = units_of(claim, attacks, experiments)
@@ -87,9 +90,10 @@ def _sample(claim: Claim, attacks: pd.DataFrame, experiments: dict[str, pd.DataF
 def evaluate_claims(attacks: pd.DataFrame, experiments: dict[str, pd.DataFrame], dataset: str,
                     gates: Mapping[str, list[str]] | None = None, stored: set[str] | None = None,
                     failed: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """One row per claim: units per side, mean paired difference, its marginal 95 %
-    interval, p-value, Bonferroni-adjusted p-value and simultaneous interval, the family
-    size m, the effect detected with 80 % power, verdict and reason.
+    """One row per claim: its family, test, units per side, the estimate with its standard
+    error, df and marginal 95 % interval, p-value, Bonferroni-adjusted p-value and
+    simultaneous interval within its family, the family size m, the effect detected with
+    80 % power, verdict and reason.
 
     ``attacks``: the evaluation's attack records; ``gates``: member → failed, unexplained
     gating flags (their scopes); ``stored``: the attack modes of every stored record (to
@@ -100,39 +104,44 @@ def evaluate_claims(attacks: pd.DataFrame, experiments: dict[str, pd.DataFrame],
     stored = set(attacks["mode"]) if stored is None and not attacks.empty else stored or set()
     kept = without_failed(attacks, failed)
     attackers = set(zoo_attackers(attacks)) if failed else set()
-    rows, units = [], {}
+    rows, tests, units = [], [], {}
     for claim in CLAIMS:
         sample = _sample(claim, kept, experiments, dataset, stored, units)
+        test = _test(sample)
+        tests.append(test)
         left_out = [] if sample.missing else _left_out(claim, attacks, failed, attackers)
-        n = len(sample.differences)
-        mean, sd, p = one_sample_t(sample.differences.tolist())
-        low, high = t_interval(mean, sd, n, 1 - ALPHA)
+        low, high = test.interval(1 - ALPHA)
         held = {m: flags for m in sample.members if (flags := _holding(claim, gates.get(m, [])))}
-        blocked = sorted(held)
         rows.append({
-            "claim": claim.key, "statement": claim.statement, "data": claim.data, "unit": claim.unit,
-            "treatment_units": sample.treatment_units, "reference_units": sample.reference_units, "n": n,
-            "difference": mean, "sd": sd, "ci_low": low, "ci_high": high, "p": p,
-            "blocked": blocked, "held": held, "missing": sample.missing, "detail": sample.detail,
-            "left_out": ", ".join(left_out),
-            "definition": claim.definition,
-            "testable": (not sample.missing and min(n, sample.treatment_units, sample.reference_units) >= MIN_UNITS
-                         and math.isfinite(p)),
+            "claim": claim.key, "family": claim.family, "statement": claim.statement, "data": claim.data,
+            "unit": claim.unit, "treatment_units": len(sample.treatment), "reference_units": len(sample.reference),
+            "difference": test.difference, "se": test.se, "df": test.df,
+            "ci_low": low, "ci_high": high, "p": test.p,
+            "blocked": sorted(held), "held": held, "missing": sample.missing, "detail": sample.detail,
+            "left_out": ", ".join(left_out), "definition": claim.definition,
+            "testable": (not sample.missing and min(len(sample.treatment), len(sample.reference)) >= MIN_UNITS
+                         and math.isfinite(test.p)),
         })
     frame = pd.DataFrame(rows)
-    family = frame.index[frame["testable"]]
-    m = max(len(family), 1)
-    frame["p_adjusted"] = pd.Series(bonferroni(frame.loc[family, "p"].tolist()), index=family, dtype=float)
-    frame["family_size"] = len(family)
-    frame["detectable"] = [detectable_effect(median_unbiased_sd(sd, n), n, ALPHA / m)
-                           for sd, n in zip(frame["sd"], frame["n"])]
-    simultaneous = [t_interval(r.difference, r.sd, r.n, 1 - ALPHA / m) if r.testable else (math.nan, math.nan)
-                    for r in frame.itertuples()]
+    frame["family_size"] = frame.groupby("family")["testable"].transform("sum").astype(int)
+    frame["p_adjusted"] = math.nan
+    for family in FAMILIES:
+        tested = frame.index[frame["testable"] & (frame["family"] == family)]
+        frame.loc[tested, "p_adjusted"] = bonferroni(frame.loc[tested, "p"].tolist())
+    alphas = [ALPHA / max(m, 1) for m in frame["family_size"]]
+    frame["detectable"] = [t.detectable(a) for t, a in zip(tests, alphas)]
+    simultaneous = [t.interval(1 - a) if ok else (math.nan, math.nan)
+                    for t, a, ok in zip(tests, alphas, frame["testable"])]
     frame["simultaneous_low"], frame["simultaneous_high"] = zip(*simultaneous) if simultaneous else ((), ())
-    frame["verdict"], frame["reason"] = zip(*[_verdict(r, m) for r in frame.itertuples()])
+    frame["verdict"], frame["reason"] = zip(*[_verdict(r) for r in frame.itertuples()])
     frame["reason"] = [reason + (f"; left out as failed trainings: {out}" if out else "")
                        for reason, out in zip(frame["reason"], frame["left_out"])]
     return frame[list(CLAIM_COLUMNS)]
+
+
+def _test(sample: Sample) -> TTest:
+    """A claim's test: Welch's on its two sides' values per unit."""
+    return NO_TEST if sample.missing else welch_t(sample.treatment.tolist(), sample.reference.tolist())
 
 
 def _left_out(claim: Claim, attacks: pd.DataFrame, failed: Mapping[str, str], attackers: set[str]) -> list[str]:
@@ -157,44 +166,46 @@ def _holding(claim: Claim, flags: list[str]) -> list[str]:
     return [f for f in flags if "whitebox" in claim.modes or f.split(" ", 1)[0] not in MASKING_FLAGS]
 
 
-def _verdict(r, m: int) -> tuple[str, str]:
+def _verdict(r) -> tuple[str, str]:
     """(verdict, reason) of one claim row (see the module docstring)."""
-    unit = f"{r.unit}s"
+    unit, m = f"{r.unit}s", r.family_size
+    family = f"m = {m}, {r.family} family"
     power = (f"; an effect of ±{r.detectable:.4f} would be detected with 80 % power at α/{m}, estimated from "
-             f"the spread of these {r.n} {unit}" if math.isfinite(r.detectable) else "")
+             f"the spread of these {unit}" if math.isfinite(r.detectable) else "")
     if r.missing:
         return NOT_RUN, f"no data: {r.missing}"
     if r.blocked:
         flags = "; ".join(f"{member}: {', '.join(r.held[member])}" for member in r.blocked)
         return WITHHELD, (f"withheld until explained (results/explained_flags.toml): failed validity flags of the "
                           f"members it uses — {flags}")
-    if min(r.n, r.treatment_units, r.reference_units) < MIN_UNITS:
-        return INCONCLUSIVE, (f"too few {unit}: {r.treatment_units} treatment, {r.reference_units} reference, "
-                              f"{r.n} paired (at least {MIN_UNITS} each){power}")
+    if min(r.treatment_units, r.reference_units) < MIN_UNITS:
+        return INCONCLUSIVE, (f"too few {unit}: {r.treatment_units} treatment, {r.reference_units} reference "
+                              f"(at least {MIN_UNITS} each){power}")
     if not math.isfinite(r.p):
-        return INCONCLUSIVE, f"no spread over the {unit} (every {r.unit} gives the same difference): not evidence"
+        return INCONCLUSIVE, f"no spread over the {unit}: not evidence"
     if r.p_adjusted < ALPHA:
         side = "above" if r.difference > 0 else "below"
         return (SUPPORTED if r.difference > 0 else CONTRADICTED,
-                f"Bonferroni-adjusted p = {r.p_adjusted:.3g} < {ALPHA} (m = {m}); simultaneous interval {side} 0")
-    return INCONCLUSIVE, f"Bonferroni-adjusted p = {r.p_adjusted:.3g} ≥ {ALPHA} (m = {m}){power}"
+                f"Bonferroni-adjusted p = {r.p_adjusted:.3g} < {ALPHA} ({family}); simultaneous interval {side} 0")
+    return INCONCLUSIVE, f"Bonferroni-adjusted p = {r.p_adjusted:.3g} ≥ {ALPHA} ({family}){power}"
 
 
 def claims_by_eps(attacks: pd.DataFrame) -> pd.DataFrame:
-    """Each attack claim per attack and ε: the mean paired difference over units and its
-    95 % t-interval, not adjusted for multiplicity (a breakdown, not a test)."""
+    """Each attack claim per attack and ε: the estimate and its 95 % interval from the
+    claim's own test, not adjusted for multiplicity (a breakdown, not a test)."""
+    columns = ["claim", "attack", "eps", "treatment_units", "reference_units", "difference", "ci_low", "ci_high"]
     rows = []
     if attacks.empty:
-        return pd.DataFrame(columns=["claim", "attack", "eps", "n", "difference", "ci_low", "ci_high"])
+        return pd.DataFrame(columns=columns)
     for claim in (c for c in CLAIMS if c.source == "attacks"):
         for attack in sorted(set(attacks["attack"]) & set(claim.attacks)):
             for eps in sorted(e for e in attacks["eps"].unique() if e > 0):
                 sample = claim_sample(claim, units_of(claim, attacks, {}, eps=eps, attack=attack))
-                n = len(sample.differences)
-                if not n:
+                if sample.missing or sample.treatment.empty or sample.reference.empty:
                     continue
-                mean, sd, _ = one_sample_t(sample.differences.tolist())
-                low, high = t_interval(mean, sd, n, 1 - ALPHA)
-                rows.append({"claim": claim.key, "attack": attack, "eps": eps, "n": n, "difference": mean,
-                             "ci_low": low, "ci_high": high})
-    return pd.DataFrame(rows, columns=["claim", "attack", "eps", "n", "difference", "ci_low", "ci_high"])
+                test = _test(sample)
+                low, high = test.interval(1 - ALPHA)
+                rows.append({"claim": claim.key, "attack": attack, "eps": eps,
+                             "treatment_units": len(sample.treatment), "reference_units": len(sample.reference),
+                             "difference": test.difference, "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows, columns=columns)
