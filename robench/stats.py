@@ -103,6 +103,9 @@ def bonferroni(p_values: Sequence[float]) -> list[float]:
     return [min(1.0, m * p) for p in p_values]
 
 
+ROUNDING = 1e-12  # a spread this small is float rounding (accuracies are multiples of 1/n)
+
+
 @dataclass(frozen=True)
 class TTest:
     """A t-test of a difference in means and what goes with it: the estimate, its
@@ -149,7 +152,8 @@ def welch_t(treatment: Sequence[float], reference: Sequence[float]) -> TTest:
     """Welch's two-sample t-test of equal means, unequal variances allowed (scipy
     ``ttest_ind(equal_var=False)`` for the p-value): difference mean(T) − mean(R),
     se = √(s_T² / n_T + s_R² / n_R), the Welch–Satterthwaite df. Fewer than two values on
-    a side, or no spread on either, gives NaN se, df and p."""
+    a side, or no spread on either (values within :data:`ROUNDING` of each other: the float
+    rounding of averaged accuracies, not a measured spread), gives NaN se, df and p."""
     t = np.asarray(list(treatment), dtype=np.float64)
     r = np.asarray(list(reference), dtype=np.float64)
     if not len(t) or not len(r):
@@ -158,7 +162,7 @@ def welch_t(treatment: Sequence[float], reference: Sequence[float]) -> TTest:
     if len(t) < 2 or len(r) < 2:
         return TTest(difference, math.nan, math.nan, math.nan)
     vt, vr = t.var(ddof=1) / len(t), r.var(ddof=1) / len(r)
-    if not vt + vr > 0:
+    if np.ptp(t) <= ROUNDING and np.ptp(r) <= ROUNDING:
         return TTest(difference, math.nan, math.nan, math.nan)
     df = (vt + vr) ** 2 / (vt ** 2 / (len(t) - 1) + vr ** 2 / (len(r) - 1))
     p = float(scipy_stats.ttest_ind(t, r, equal_var=False).pvalue)

@@ -117,3 +117,54 @@ def test_the_median_unbiased_sd_is_above_sigma_in_half_of_the_samples():
         assert np.mean(corrected > 2.0) == pytest.approx(0.5, abs=0.015), n
         assert np.mean(plain > 2.0) < 0.47, n  # the plain s is below σ more often than not
     assert math.isnan(median_unbiased_sd(1.0, 1))
+
+
+def test_welch_matches_scipy_and_its_interval_the_textbook_formula():
+    from robench.stats import welch_t
+
+    rng = np.random.default_rng(5)
+    t, r = rng.normal(0.3, 0.02, 7), rng.normal(0.28, 0.05, 4)
+    test = welch_t(t, r)
+    assert test.p == pytest.approx(scipy_stats.ttest_ind(t, r, equal_var=False).pvalue)
+    vt, vr = t.var(ddof=1) / 7, r.var(ddof=1) / 4
+    df = (vt + vr) ** 2 / (vt ** 2 / 6 + vr ** 2 / 3)
+    half = scipy_stats.t.ppf(0.995, df) * math.sqrt(vt + vr)
+    assert test.interval(0.99) == (pytest.approx(t.mean() - r.mean() - half), pytest.approx(t.mean() - r.mean() + half))
+    assert math.isnan(welch_t([0.5, 0.5, 0.5], [0.4, 0.4 + 1e-15, 0.4]).p)  # float rounding is no spread
+    assert math.isnan(welch_t([0.5], [0.4, 0.3]).se)
+
+
+def test_the_welch_interval_covers_at_its_level_and_its_detectable_effect_has_its_power():
+    """Simulated unequal variances and unit counts: the 95 % Welch interval covers the
+    true difference in 95 % of the samples, and a true difference of the detectable
+    effect (computed from the true standard error) is found at α = 0.01 in 80 % of them."""
+    from robench.stats import TTest, noncentrality, welch_t
+
+    rng = np.random.default_rng(11)
+    sims, (nt, nr), (st, sr) = 4000, (8, 5), (0.01, 0.03)
+    se = math.sqrt(st ** 2 / nt + sr ** 2 / nr)
+    df = se ** 4 / ((st ** 2 / nt) ** 2 / (nt - 1) + (sr ** 2 / nr) ** 2 / (nr - 1))
+    effect = noncentrality(df, 0.01) * se
+    covered = found = 0
+    for _ in range(sims):
+        t, r = rng.normal(0.0, st, nt), rng.normal(0.0, sr, nr)
+        low, high = welch_t(t, r).interval(0.95)
+        covered += low <= 0 <= high
+        found += welch_t(t + effect, r).p < 0.01
+    mc = math.sqrt(0.95 * 0.05 / sims)
+    assert abs(covered / sims - 0.95) < 3 * mc
+    assert abs(found / sims - 0.8) < 3 * math.sqrt(0.8 * 0.2 / sims) + 0.02  # Welch's df is itself estimated
+    assert TTest(0.0, 0.01, 4.0, 0.5).detectable(0.05) > noncentrality(4.0, 0.05) * 0.01  # median-unbiased se
+
+
+def test_the_one_sample_detectable_effect_agrees_with_statsmodels():
+    from statsmodels.stats.power import TTestPower
+
+    from robench.stats import detectable_effect, paired_t
+
+    for n, alpha in ((3, 0.05), (5, 0.05 / 16), (10, 0.01)):
+        expected = TTestPower().solve_power(effect_size=None, nobs=n, alpha=alpha, power=0.8)
+        assert detectable_effect(1.0, n, alpha) == pytest.approx(expected, rel=1e-4)
+    x = [0.1, 0.3, 0.2, 0.25]
+    test = paired_t(x)
+    assert (test.df, test.p) == (3, pytest.approx(scipy_stats.ttest_1samp(x, 0).pvalue))

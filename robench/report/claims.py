@@ -196,7 +196,7 @@ def claim_sample(claim: Claim, units: Units) -> Sample:
     configurations = units.configurations
     treated = list(configurations.index[claim.treatment.selects(configurations)])
     referred = configurations[claim.reference.selects(configurations)]
-    unit_counts = units.values.index.to_frame(index=False).groupby("configuration")["unit"].nunique()
+    unit_counts = units.unit_counts
     most_units = {side: int(unit_counts[list(names)].max()) if len(names) else 0
                   for side, names in (("treatment", treated), ("reference", referred.index))}
     if not treated or referred.empty:

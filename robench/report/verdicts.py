@@ -104,12 +104,12 @@ def evaluate_claims(attacks: pd.DataFrame, experiments: dict[str, pd.DataFrame],
     stored = set(attacks["mode"]) if stored is None and not attacks.empty else stored or set()
     kept = without_failed(attacks, failed)
     attackers = set(zoo_attackers(attacks)) if failed else set()
-    rows, tests, units = [], [], {}
+    rows, tests, units, failed_rows = [], [], {}, {}
     for claim in CLAIMS:
         sample = _sample(claim, kept, experiments, dataset, stored, units)
         test = _test(sample)
         tests.append(test)
-        left_out = [] if sample.missing else _left_out(claim, attacks, failed, attackers)
+        left_out = [] if sample.missing else _left_out(claim, attacks, failed, attackers, failed_rows)
         low, high = test.interval(1 - ALPHA)
         held = {m: flags for m in sample.members if (flags := _holding(claim, gates.get(m, [])))}
         rows.append({
@@ -144,15 +144,22 @@ def _test(sample: Sample) -> TTest:
     return NO_TEST if sample.missing else welch_t(sample.treatment.tolist(), sample.reference.tolist())
 
 
-def _left_out(claim: Claim, attacks: pd.DataFrame, failed: Mapping[str, str], attackers: set[str]) -> list[str]:
+def _left_out(claim: Claim, attacks: pd.DataFrame, failed: Mapping[str, str], attackers: set[str],
+              cache: dict[tuple, pd.DataFrame]) -> list[str]:
     """The failed members ``claim`` would have used: defenders (not the zoo's
     ``attackers``) of its groups with records in its modes and attacks, and the
-    attackers of its black-box records."""
+    attackers of its black-box records (``cache``: the failed members' rows per modes and
+    attacks)."""
     if claim.source != "attacks" or not failed or attacks.empty:
         return []
-    rows = attacks[attacks["mode"].isin(claim.modes) & attacks["attack"].isin(claim.attacks)]
+    key = (claim.modes, claim.attacks)
+    if key not in cache:
+        rows = attacks[attacks["mode"].isin(claim.modes) & attacks["attack"].isin(claim.attacks)]
+        cache[key] = rows[rows["defender"].isin(set(failed) - attackers)
+                          | ((rows["mode"] == "blackbox") & rows["attacker"].isin(failed))]
+    rows = cache[key]
     defenders = rows[rows["defender"].isin(set(failed) - attackers)].drop_duplicates("defender").rename(
-        columns={"defender_loss": "loss", "defender_bound": "bound", "defender_head": "head"})
+        columns={"defender_loss": "loss", "defender_bound": "bound", "defender_delta": "delta", "defender_head": "head"})
     names = set(defenders.loc[claim.treatment.selects(defenders) | claim.reference.selects(defenders), "defender"])
     names |= set(rows.loc[(rows["mode"] == "blackbox") & rows["attacker"].isin(failed), "attacker"])
     return sorted(names)
