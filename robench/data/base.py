@@ -94,7 +94,8 @@ class DatasetSource:
     download)`` returns the :class:`Dataset`. ``hint`` ends the missing-files error.
     ``failed_training_below``: the clean test accuracy under which a trained zoo member of
     this dataset counts as a failed training (:mod:`robench.report.training_failures`),
-    far under what every preset reaches.
+    far under what every preset reaches. ``paper_counterpart``: the paper's dataset whose
+    protocol this one's runs are compared with (None: this dataset is one of the paper's).
     """
 
     name: str
@@ -103,6 +104,7 @@ class DatasetSource:
     hint: str
     failed_training_below: float
     gz_optional: bool = False  # idx files may be plain or .gz: shown as NAME[.gz]
+    paper_counterpart: str | None = None
 
     def __call__(self, root: str | Path = "data", download: bool = False) -> Dataset:
         return self.load(Path(root), download)

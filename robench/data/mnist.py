@@ -195,6 +195,7 @@ SOURCES: dict[str, DatasetSource] = {
             hint=_HINTS[spec.name],
             failed_training_below=_FAILED_TRAINING_BELOW[spec.name],
             gz_optional=True,
+            paper_counterpart=None if spec.name == "mnist" else "mnist",  # Fashion-MNIST: MNIST's format and protocol
         )
     )
     for spec in SPECS

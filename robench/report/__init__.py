@@ -154,6 +154,7 @@ def write_report(
     claims_section, claims = build.claims_section(ctx)
     sections = [
         build.glance_section(ctx, claims),
+        build.departures_section(ctx),
         claims_section,
         build.flags_section(ctx),
         build.clean_section(ctx),

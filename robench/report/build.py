@@ -21,6 +21,7 @@ from robench.report import verdicts
 from robench.report.claim_data import configuration_of, independent_ce_attackers, zoo_attackers
 from robench.report.claims import CLAIMS, FAMILIES
 from robench.report.content import Section, TableView
+from robench.report.departures import departures
 from robench.report.forest import CAPTION as FOREST_CAPTION, forest_figure
 from robench.report.gates import explained_flags, failed_flags, gates
 from robench.report.load import Results, describe_rows, image_counts
@@ -118,12 +119,12 @@ def claims_section(ctx: Context) -> tuple[Section, pd.DataFrame]:
     explained = explained_flags(res.results_dir)
     held = gates(_gated_records(ctx), explained, res.flags, _other_budgets(ctx))
     frame = verdicts.evaluate_claims(ctx.evaluated, res.experiments, res.dataset, held, stored, ctx.failed)
-    tab.write_table(ctx.tables_dir, "claims", frame, claims_display(frame))
+    tab.write_table(ctx.tables_dir, "claims", frame, claims_display(frame, with_family=True))
     by_eps = verdicts.claims_by_eps(without_failed(ctx.evaluated, ctx.failed))
     by_eps_shown = tab.claims_by_eps_display(by_eps)
     tab.write_table(ctx.tables_dir, "claims_by_eps", by_eps, by_eps_shown)
     section = Section("claims", "Claims of the paper", tables=[
-        TableView(f"claims-{family}", f"{FAMILY_TITLES[family]}: treatment − reference accuracy", shown, CLAIMS_NOTE)
+        TableView(f"claims-{family}", _family_title(frame, family), shown, CLAIMS_NOTE)
         for family in FAMILIES if not (shown := claims_display(frame[frame["family"] == family])).empty] + [
         TableView("claims_by_eps", "Attack claims per attack and ε (95 % Welch intervals over seeds, not adjusted)",
                   by_eps_shown, collapsed=True)])
@@ -138,14 +139,30 @@ FAMILY_TITLES = {"primary": "Primary family: the paper's statements",
 SIMULTANEOUS_HEADER = "simultaneous 95 % interval (Bonferroni, α/m within the family)"
 
 
-def claims_display(frame: pd.DataFrame) -> pd.DataFrame:
-    """The claims table as shown: estimate, marginal and simultaneous intervals, p-values,
-    verdict and reason (the CSV keeps every column)."""
+def departures_section(ctx: Context) -> Section:
+    """Where this run departs from the paper's protocol (:mod:`robench.report.departures`)."""
+    res = ctx.results
+    frame = departures(res.dataset, res.cards, ctx.evaluated, res.experiments)
+    tab.write_table(ctx.tables_dir, "departures", frame, frame)
+    return Section("departures", "Departures from the paper's protocol", tables=[TableView(
+        "departures", "The paper's protocol and this run's", frame,
+        "The paper's column is its protocol for the dataset this run stands in for; this run's column reads the "
+        "zoo cards and the stored records. docs/protocol.md gives the reasons for each choice.")])
+
+
+def _family_title(frame: pd.DataFrame, family: str) -> str:
+    m = int(frame.loc[frame["family"] == family, "family_size"].iloc[0])
+    return f"{FAMILY_TITLES[family]} (m = {m} tested): treatment − reference accuracy"
+
+
+def claims_display(frame: pd.DataFrame, with_family: bool = False) -> pd.DataFrame:
+    """The claims table as shown: units per side, estimate, marginal and simultaneous
+    intervals, p-values, verdict and reason (the CSV keeps every column); the family and
+    its size m ``with_family`` (the page shows one table per family)."""
+    family = {"family (m)": [f"{f} ({m})" for f, m in zip(frame["family"], frame["family_size"])]} if with_family else {}
     return pd.DataFrame({
-        "claim": frame["claim"], "statement": frame["statement"],
-        "family (m)": [f"{f} ({m})" for f, m in zip(frame["family"], frame["family_size"])],
-        "units T / R": [f"{t} / {r} {u}s" for t, r, u in
-                        zip(frame["treatment_units"], frame["reference_units"], frame["unit"])],
+        "claim": frame["claim"], "statement": frame["statement"], **family,
+        "seeds or repeats T / R": [f"{t} / {r}" for t, r in zip(frame["treatment_units"], frame["reference_units"])],
         "estimate": [tab.fmt_number(m, signed=True) if math.isfinite(m) else tab.DASH for m in frame["difference"]],
         "95 % CI": [_bracket(lo, hi) for lo, hi in zip(frame["ci_low"], frame["ci_high"])],
         SIMULTANEOUS_HEADER: [_bracket(lo, hi) for lo, hi in zip(frame["simultaneous_low"], frame["simultaneous_high"])],

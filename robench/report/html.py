@@ -31,9 +31,9 @@ nav a{margin-right:1rem;white-space:nowrap;color:#22577a;text-decoration:none}
 .tablewrap{overflow-x:auto;margin:.4rem 0 .8rem}
 table{border-collapse:collapse;font-size:.82rem;font-variant-numeric:tabular-nums}
 th,td{border:1px solid #dde2e6;padding:.22rem .5rem;text-align:right;white-space:nowrap}
-th{background:#f0f3f5;position:sticky;top:0}
+th{background:#f0f3f5;position:sticky;top:0;white-space:normal;vertical-align:bottom}
 td.text,th.text{text-align:left}
-td.wrap,th.wrap{white-space:normal;min-width:9rem;max-width:24rem;text-align:left}
+td.wrap,th.wrap{white-space:normal;overflow-wrap:anywhere;min-width:9rem;max-width:24rem;text-align:left}
 tr:nth-child(even) td{background:#fafbfc}
 td.supported{background:#d8f3dc!important;font-weight:600}
 td.contradicted{background:#ffd9d9!important;font-weight:600}
