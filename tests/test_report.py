@@ -247,26 +247,35 @@ def test_experiment_summaries(report, experiment, data):
 
 # ---------------------------------------------------------------- claims
 
+def _welch(t, r, level=0.95) -> tuple[float, float, float]:
+    t, r = np.asarray(t), np.asarray(r)
+    vt, vr = t.var(ddof=1) / len(t), r.var(ddof=1) / len(r)
+    df = (vt + vr) ** 2 / (vt ** 2 / (len(t) - 1) + vr ** 2 / (len(r) - 1))
+    half = scipy_stats.t.ppf((1 + level) / 2, df) * math.sqrt(vt + vr)
+    return t.mean() - r.mean(), t.mean() - r.mean() - half, t.mean() - r.mean() + half
+
+
 def test_claims_with_one_seed_per_configuration_stay_inconclusive(report):
     """The fixture zoo has one seed per configuration: no attack claim can be tested
-    (too few seeds), while the experiment claims (3 repeats each) are, and their
-    differences and t-intervals are the paired ones over repeats."""
+    (too few seeds), while the experiment claims (3 repeats each) are, with Welch's
+    difference and interval over the repeats."""
     claims = table(report, "claims").set_index("claim")
     claims.index = claims.index.astype(str)
     for key, data, setting in (("1", GEN, 0.1), ("2", NOISE, 0.8)):
-        mean, low, high = t_interval(np.subtract(data[setting]["1toN-zero-d1-s0"], data[setting]["ce-s0"]))
+        mean, low, high = _welch(data[setting]["1toN-zero-d1-s0"], data[setting]["ce-s0"])
         row = claims.loc[key]
-        assert (row["n"], row["difference"], row["ci_low"], row["ci_high"]) == (
-            3, pytest.approx(mean), pytest.approx(low), pytest.approx(high)), key
+        assert (row["treatment_units"], row["reference_units"], row["difference"], row["ci_low"], row["ci_high"]) == (
+            3, 3, pytest.approx(mean), pytest.approx(low), pytest.approx(high)), key
         assert math.isfinite(row["p_adjusted"]), key
-    for key in ("3a", "3b", "4"):
+    for key in ("3bb", "3wb", "4bb", "4wb", "5wb"):
         assert claims.loc[key, "verdict"] == INCONCLUSIVE and claims.loc[key, "reason"].startswith("too few seeds")
-        assert claims.loc[key, "n"] == 1 and math.isnan(claims.loc[key, "p_adjusted"])
-    for key in ("5", "6", "7"):  # no zero/sym pair, no 1toN+ce member, no unit-head ce member
-        assert claims.loc[key, "verdict"] == NOT_RUN and claims.loc[key, "n"] == 0
+        assert claims.loc[key, "treatment_units"] == 1 and math.isnan(claims.loc[key, "p_adjusted"])
+    for key in ("3wc", "6bb", "7wb", "S1bb", "S2bb", "S3wb"):  # no worst case, zero/sym pair, 1toN+ce, ce-unit, δ pair
+        assert claims.loc[key, "verdict"] == NOT_RUN and claims.loc[key, "treatment_units"] == 0
         assert claims.loc[key, "reason"].startswith("no data")
     by_eps = table(report, "claims_by_eps")
-    assert set(by_eps["claim"].astype(str)) == {"3a", "3b", "4"} and set(by_eps["eps"]) == {0.1, 0.2}
+    assert set(by_eps["claim"].astype(str)) == {"3bb", "3wb", "4bb", "4wb", "5wb"}
+    assert set(by_eps["eps"]) == {0.1, 0.2}
 
 
 def _matrix_row(attacker, defender, attack, eps, accuracy) -> dict:
@@ -299,7 +308,7 @@ def test_black_box_claims_count_only_attackers_of_a_seed_no_defender_uses():
     frame.loc[frame["defender"] == "ce-s0", "accuracy"] = [0.50, 0.49, 0.46]  # the reference, not on a line
     assert independent_ce_attackers(frame) == ["ce-s1"] and figure_attackers(frame) == ["ce-s1"]
     claims = {c.key: c for c in CLAIMS}
-    for claim, member in (("3a", "hinge-s0"), ("3b", "1toN-s0")):
+    for claim, member in (("3bb", "hinge-s0"), ("4bb", "1toN-s0")):
         sample = claim_sample(claims[claim], units_of(claims[claim], frame, {}))
         attacked = frame[frame["attacker"] == "ce-s1"].set_index("eps")
         expected = (attacked[attacked["defender"] == member]["accuracy"]
@@ -562,7 +571,7 @@ def test_matrix_and_pooled_claims_read_one_precision(tmp_path, zoo_dir):
     assert (matrix["attacker"] != matrix["defender"]).all()
     assert "no white-box rows for the diagonal (bf16; 100 test images)" in index
     claims = _claims(tmp_path / "out").set_index("claim")
-    assert claims.loc["4", "reason"].startswith("no data: no white-box records in the evaluation the claims read")
+    assert claims.loc["5wb", "reason"].startswith("no data: no white-box records in the evaluation the claims read")
 
 
 def test_an_attack_on_fewer_samples_keeps_its_own_rows(tmp_path, zoo_dir):
@@ -580,7 +589,7 @@ def test_an_attack_on_fewer_samples_keeps_its_own_rows(tmp_path, zoo_dir):
     whitebox = chosen[chosen["mode"] == "whitebox"]
     assert dict(whitebox.groupby("attack")["n"].unique().map(list)) == {"fgsm": [N], "ifgsm": [40]}
     assert "FGSM on 100 test images, IFGSM on 40 test images" in index
-    assert "1 seed, 4 cells" in _claims(tmp_path / "out").set_index("claim").loc["4", "detail"]  # both attacks count
+    assert "1 seed reference, 4 cells" in _claims(tmp_path / "out").set_index("claim").loc["5wb", "detail"]  # both attacks
     both = pd.concat([attacks, attacks[attacks["mode"] == "whitebox"].assign(n=N)])
     with pytest.raises(UserError, match="several test image counts per mode and attack .*--num-samples"):
         Evaluation().select(both)

@@ -123,13 +123,14 @@ def test_a_failed_seed_and_a_failed_attacker_are_left_out_of_every_claim_and_nam
     assert set(attacks["defender"]) - set(kept["defender"]) == {FAILED_SEED}
     assert FAILED_ATTACKER in set(attacks["attacker"]) - set(kept["attacker"])
     expected = evaluate_claims(kept, {}, DATASET).set_index("claim")
-    for key in ("3a", "4"):  # black-box (both failures) and white-box (the failed seed) hinge claims
-        assert claims.loc[key, "n"] == len(SEEDS) - 1, key
+    for key, side in (("3bb", "treatment_units"), ("3wb", "treatment_units"), ("5wb", "reference_units")):
+        assert claims.loc[key, side] == len(SEEDS) - 1, key  # the hinge side, which lost its failed seed
         assert claims.loc[key, "difference"] == pytest.approx(expected.loc[key, "difference"]), key
         assert claims.loc[key, "simultaneous_low"] == pytest.approx(expected.loc[key, "simultaneous_low"]), key
-    assert claims.loc["3a", "left_out"] == f"{FAILED_ATTACKER}, {FAILED_SEED}"
-    assert claims.loc["4", "left_out"] == FAILED_SEED  # white-box: no attacker of its own
-    assert "left out as failed trainings: ce-s101, hinge-d1-s2" in claims.loc["3a", "reason"]
+    assert claims.loc["3bb", "reference_units"] == len(SEEDS)  # unpaired: CE keeps every seed
+    assert claims.loc["3bb", "left_out"] == f"{FAILED_ATTACKER}, {FAILED_SEED}"
+    assert claims.loc["3wb", "left_out"] == FAILED_SEED  # white-box: no attacker of its own
+    assert "left out as failed trainings: ce-s101, hinge-d1-s2" in claims.loc["3bb", "reason"]
     for page in (index.read_text(), (index.parent / "report.md").read_text()):
         first = page.index("Failed training, left out of every claim")
         assert first < page.index("Results from") and FAILED_SEED in page[first:first + 800]

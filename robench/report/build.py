@@ -416,11 +416,16 @@ def attack_section(ctx: Context, mode: str) -> Section:
     if not rows.empty:
         fig = figs.attack_figure(ctx.with_configuration(rows, "defender"), title, ctx.palette, ctx.losses)
         section.figures.append(figs.save_figure(fig, ctx.figures_dir, mode, caption))
-    section.tables.append(TableView(mode, f"{mode} accuracy per member, attack and ε", shown, shared,
-                                    collapsed=len(shown) > COLLAPSE_ROWS))
+        summary = tab.configuration_pivot(ctx.with_configuration(rows, "defender"), list(ctx.palette))
+        section.tables.append(TableView(
+            f"{mode}-configurations", f"{ATTACK_WORDS[mode]} accuracy per configuration, attack and ε (the figure's "
+                                      "records)", summary,
+            f"Mean over the configuration's members{' and attackers' if mode == 'blackbox' else ''}. Every member's "
+            f"cells, with exact 95 % intervals over the test images: tables/{mode}.md and tables/{mode}.csv."))
     return section
 
 
+ATTACK_WORDS = {"blackbox": "Black-box", "whitebox": "White-box"}
 MASKED_MARK = "⚑"
 
 
@@ -502,12 +507,16 @@ def _versions(ctx: Context) -> pd.DataFrame:
                                                                      "split_hash", "thread_count"]):
             out.append({"source": f"{name} records", "rows": len(group), "robench": rv, "torch": tv,
                         "preset": preset, "split hash": split[:16], "threads": threads})
+    cards: dict[tuple, list[str]] = {}
     for card in res.cards:
         v = card.get("versions", {})
-        out.append({"source": f"zoo card {card['name']}", "rows": 1, "robench": v.get("robench", ""),
-                    "torch": v.get("torch", ""), "preset": _card_preset(card),
-                    "split hash": str(card.get("split_hash", ""))[:16],
-                    "threads": str(card.get("threads", NOT_RECORDED))})
+        key = (v.get("robench", ""), v.get("torch", ""), _card_preset(card), str(card.get("split_hash", ""))[:16],
+               str(card.get("threads", NOT_RECORDED)))
+        cards.setdefault(key, []).append(card["name"])
+    for (rv, tv, preset, split, threads), names in cards.items():
+        out.append({"source": f"zoo cards ({', '.join(names) if len(names) <= 3 else f'{len(names)} members'})",
+                    "rows": len(names), "robench": rv, "torch": tv, "preset": preset, "split hash": split,
+                    "threads": threads})
     return pd.DataFrame(out, columns=["source", "rows", "robench", "torch", "preset", "split hash", "threads"])
 
 

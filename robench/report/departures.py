@@ -54,8 +54,8 @@ def _card_recipes(cards: list[dict[str, Any]]) -> str:
         return "not run (no zoo cards)"
 
     def of(kind: list[dict]) -> set[tuple]:
-        return {(c["train"]["batch_size"], c["train"]["lr"], c["train"]["epochs"], c["train"]["train_samples"])
-                for c in kind if c.get("train")}
+        return {(c["train"].get("batch_size"), c["train"].get("lr"), c["train"].get("epochs"),
+                 c["train"].get("train_samples", 0)) for c in kind if c.get("train")}
 
     others = of([c for c in cards if c["loss"]["name"] != "hinge"])
     hinge = of([c for c in cards if c["loss"]["name"] == "hinge"])

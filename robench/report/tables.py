@@ -172,6 +172,24 @@ def attack_pivot(long: pd.DataFrame, mode: str, order: list[str] | None = None) 
     return display(wide.reset_index(drop=True))
 
 
+def configuration_pivot(rows: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    """Display form of an evaluation's rows (with a ``configuration`` column): one row per
+    configuration and attack, one column per ε, each cell the mean accuracy over the
+    configuration's members (and attackers), with how many members; configurations in
+    ``order``."""
+    if rows.empty:
+        return pd.DataFrame()
+    means = rows.groupby(["configuration", "attack", "eps"], sort=False)["accuracy"].mean()
+    wide = means.map(fmt_number).unstack("eps").reset_index()
+    members = rows.groupby(["configuration", "attack"], sort=False)["defender"].nunique()
+    wide.insert(2, "members", [str(members[(c, a)]) for c, a in zip(wide["configuration"], wide["attack"])])
+    rank = {c: i for i, c in enumerate(order)}
+    wide = wide.sort_values(["configuration", "attack"], key=lambda col: col.map(
+        lambda v: (rank.get(v, len(rank)), v)) if col.name == "configuration" else col, kind="stable")
+    wide.columns = [f"ε={fmt_eps(e)}" if isinstance(e, float) else e for e in wide.columns]
+    return display(wide.reset_index(drop=True))
+
+
 def matrix_attackers(attacks: pd.DataFrame) -> list[str]:
     """The attackers of the black-box rows, when there are several (a matrix); else []."""
     if attacks.empty:
