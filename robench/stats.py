@@ -1,6 +1,7 @@
 """Intervals and tests: Student-t intervals of means and paired differences over
-repeats and training seeds, exact binomial intervals of one attack cell, Bonferroni's
-adjustment over a family of claims, and the smallest effect a test of a few seeds detects.
+repeats, Welch's two-sample test of a claim over training seeds or repeats, exact
+binomial intervals of one attack cell, Bonferroni's adjustment over a family of claims,
+and the smallest effect a test of a few units detects.
 
 The experiments repeat each setting on a few random subsets or noisy sets (5 in the
 paper); PROTOCOL.md asks for the mean and a 95 % confidence interval over the repeats,
@@ -85,14 +86,6 @@ def one_sample_t(values: Sequence[float]) -> tuple[float, float, float]:
     return float(x.mean()), sd, float(scipy_stats.ttest_1samp(x, 0.0).pvalue)
 
 
-def t_interval(mean: float, sd: float, n: int, level: float) -> tuple[float, float]:
-    """``mean ± t_{(1+level)/2, n−1} · sd / √n``; NaNs without a spread."""
-    if n < 2 or not sd > 0 or not 0 < level < 1:
-        return math.nan, math.nan
-    half = _t_half_width(sd, n, level)
-    return mean - half, mean + half
-
-
 def bonferroni(p_values: Sequence[float]) -> list[float]:
     """Bonferroni-adjusted p-values over a family of m tests, min(1, m · p) (statsmodels'
     ``multipletests(method="bonferroni")`` gives the same values, tested, but runs a garbage
@@ -110,7 +103,7 @@ ROUNDING = 1e-12  # a spread this small is float rounding (accuracies are multip
 class TTest:
     """A t-test of a difference in means and what goes with it: the estimate, its
     standard error, the degrees of freedom of its t distribution, the two-sided p-value of
-    "no difference", and the units on each side. One-sample (paired) tests have
+    "no difference". One-sample (paired) tests have
     ``se = s / √n`` and ``df = n − 1``; Welch's two-sample test has
     ``se = √(s_T² / n_T + s_R² / n_R)`` and the Welch–Satterthwaite ``df``."""
 
@@ -179,12 +172,6 @@ def median_unbiased_se(se: float, df: float) -> float:
     return se * math.sqrt(df / float(scipy_stats.chi2.median(df)))
 
 
-def median_unbiased_sd(sd: float, n: int) -> float:
-    """:func:`median_unbiased_se` of the standard deviation of ``n`` normal values
-    (df = n − 1); NaN below two values."""
-    return median_unbiased_se(sd, n - 1) if n >= 2 else math.nan
-
-
 @functools.lru_cache(maxsize=1024)
 def noncentrality(df: float, alpha: float, power: float = 0.8) -> float:
     """The noncentrality λ at which a two-sided t-test with ``df`` degrees of freedom at
@@ -201,15 +188,5 @@ def noncentrality(df: float, alpha: float, power: float = 0.8) -> float:
     return float(brentq(shortfall, 0.0, 2 * critical + 5))  # power at 2 · critical is above 0.95 for any df ≥ 1
 
 
-def detectable_effect(sd: float, n: int, alpha: float, power: float = 0.8) -> float:
-    """The smallest mean that a two-sided one-sample t-test at level ``alpha`` detects with
-    probability ``power`` from ``n`` values of standard deviation ``sd`` (the noncentral
-    t: λ · sd / √n); NaN below two values or without a spread."""
-    if n < 2 or not sd > 0:
-        return math.nan
-    return noncentrality(n - 1, alpha, power) * sd / math.sqrt(n)
-
-
-__all__ = ["NO_TEST", "TTest", "bonferroni", "clopper_pearson", "detectable_effect", "mean_ci", "median_unbiased_sd",
-           "median_unbiased_se", "noncentrality", "one_sample_t", "paired_difference", "paired_t", "t_interval",
-           "welch_t"]
+__all__ = ["NO_TEST", "TTest", "bonferroni", "clopper_pearson", "mean_ci", "median_unbiased_se", "noncentrality",
+           "one_sample_t", "paired_difference", "paired_t", "welch_t"]

@@ -73,17 +73,17 @@ def test_bonferroni_equals_statsmodels_and_matches_the_simultaneous_interval():
     """adjusted p < α exactly when the t-interval at 1 − α/m excludes 0."""
     from statsmodels.stats.multitest import multipletests
 
-    from robench.stats import bonferroni, one_sample_t, t_interval
+    from robench.stats import bonferroni, paired_t
 
     rng = np.random.default_rng(0)
     for m in (1, 2, 5, 8):
         p = list(rng.uniform(0, 0.2, m)) + [0.01] * (m > 2)  # with a tie
         assert bonferroni(p) == pytest.approx(list(multipletests(p, alpha=0.05, method="bonferroni")[1]))
     samples = [rng.normal(shift, 1.0, 5) for shift in np.linspace(0, 3, 40)]
-    tests = [one_sample_t(x) for x in samples]
-    adjusted = bonferroni([p for _, _, p in tests])
-    for (mean, sd, _), p_adjusted in zip(tests, adjusted):
-        low, high = t_interval(mean, sd, 5, 1 - 0.05 / len(samples))
+    tests = [paired_t(x) for x in samples]
+    adjusted = bonferroni([t.p for t in tests])
+    for test, p_adjusted in zip(tests, adjusted):
+        low, high = test.interval(1 - 0.05 / len(samples))
         assert (p_adjusted < 0.05) == (low > 0 or high < 0)
     assert 0 < sum(a < 0.05 for a in adjusted) < len(samples)  # both outcomes occur
 
@@ -96,27 +96,28 @@ def test_clopper_pearson_is_the_exact_beta_interval():
     assert clopper_pearson(0, 10)[0] == 0 and clopper_pearson(10, 10)[1] == 1
 
 
-def test_detectable_effect_has_the_stated_power():
-    """A true mean of the detectable effect is found by the t-test 80 % of the time (noncentral t)."""
-    from robench.stats import detectable_effect
+def test_the_noncentrality_has_the_stated_power():
+    """A true mean of λ standard errors is found by the two-sided t-test 80 % of the time (noncentral t)."""
+    from robench.stats import noncentrality
 
-    effect = detectable_effect(1.0, 5, 0.05)
-    critical = scipy_stats.t.ppf(0.975, 4)
-    power = 1 - scipy_stats.nct.cdf(critical, 4, effect * math.sqrt(5)) + scipy_stats.nct.cdf(-critical, 4, effect * math.sqrt(5))
-    assert power == pytest.approx(0.8, abs=1e-6)
+    for df, alpha in ((4, 0.05), (2.5, 0.05 / 16), (17.3, 0.01)):
+        nc = noncentrality(df, alpha)
+        critical = scipy_stats.t.ppf(1 - alpha / 2, df)
+        power = scipy_stats.nct.sf(critical, df, nc) + np.nan_to_num(scipy_stats.nct.cdf(-critical, df, nc))  # NaN: underflow
+        assert power == pytest.approx(0.8, abs=1e-6), (df, alpha)
 
 
-def test_the_median_unbiased_sd_is_above_sigma_in_half_of_the_samples():
-    from robench.stats import median_unbiased_sd
+def test_the_median_unbiased_se_is_above_the_true_one_in_half_of_the_samples():
+    from robench.stats import median_unbiased_se
 
     rng = np.random.default_rng(3)
     for n in (3, 5):
         samples = rng.normal(0.0, 2.0, (20000, n))
-        corrected = np.array([median_unbiased_sd(float(x.std(ddof=1)), n) for x in samples])
+        corrected = np.array([median_unbiased_se(float(x.std(ddof=1)), n - 1) for x in samples])
         plain = samples.std(axis=1, ddof=1)
         assert np.mean(corrected > 2.0) == pytest.approx(0.5, abs=0.015), n
         assert np.mean(plain > 2.0) < 0.47, n  # the plain s is below σ more often than not
-    assert math.isnan(median_unbiased_sd(1.0, 1))
+    assert math.isnan(median_unbiased_se(1.0, 0))
 
 
 def test_welch_matches_scipy_and_its_interval_the_textbook_formula():
@@ -160,11 +161,11 @@ def test_the_welch_interval_covers_at_its_level_and_its_detectable_effect_has_it
 def test_the_one_sample_detectable_effect_agrees_with_statsmodels():
     from statsmodels.stats.power import TTestPower
 
-    from robench.stats import detectable_effect, paired_t
+    from robench.stats import noncentrality, paired_t
 
     for n, alpha in ((3, 0.05), (5, 0.05 / 16), (10, 0.01)):
         expected = TTestPower().solve_power(effect_size=None, nobs=n, alpha=alpha, power=0.8)
-        assert detectable_effect(1.0, n, alpha) == pytest.approx(expected, rel=1e-4)
+        assert noncentrality(n - 1, alpha) / math.sqrt(n) == pytest.approx(expected, rel=1e-4)
     x = [0.1, 0.3, 0.2, 0.25]
     test = paired_t(x)
     assert (test.df, test.p) == (3, pytest.approx(scipy_stats.ttest_1samp(x, 0).pvalue))

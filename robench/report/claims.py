@@ -32,7 +32,6 @@ import pandas as pd
 
 from robench.report.claim_data import Units, attack_units, experiment_units
 
-ATTACK_MODES = ("whitebox", "blackbox")
 PAPER_ATTACKS = ("fgsm", "ifgsm")  # the paper's protocol (PROTOCOL.md, "Attacks")
 WORST_CASE = ("worst",)  # the per-sample worst case over robench's strong attacks (robench.attacks.ensemble)
 PRIMARY, SECONDARY = "primary", "secondary"
