@@ -48,7 +48,8 @@ details summary{cursor:pointer;color:#22577a;margin:.4rem 0}
 footer{margin-top:3rem;font-size:.8rem;color:#6b7780}
 """
 MARKED = {"supported", "contradicted", "inconclusive", "failed", "not run"}
-WRAP_COLUMNS = {"data", "statement", "reason", "detail", "definition", "scope", "note", "choice", "value"}
+WRAP_COLUMNS = {"data", "statement", "reason", "detail", "definition", "scope", "note", "choice", "value", "the paper",
+                "this report"}
 
 
 # ---------------------------------------------------------------- HTML
