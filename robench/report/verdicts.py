@@ -90,7 +90,7 @@ def _sample(claim: Claim, attacks: pd.DataFrame, experiments: dict[str, pd.DataF
 def evaluate_claims(attacks: pd.DataFrame, experiments: dict[str, pd.DataFrame], dataset: str,
                     gates: Mapping[str, list[str]] | None = None, stored: set[str] | None = None,
                     failed: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """One row per claim: its family, test, units per side, the estimate with its standard
+    """One row per claim: its family, units per side, Welch's estimate with its standard
     error, df and marginal 95 % interval, p-value, Bonferroni-adjusted p-value and
     simultaneous interval within its family, the family size m, the effect detected with
     80 % power, verdict and reason.
