@@ -13,7 +13,6 @@ configuration's average runs over other cells than another's.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
@@ -55,11 +54,6 @@ class Units:
     values: pd.DataFrame  # index (configuration, unit); columns: cell labels
     configurations: pd.DataFrame  # index configuration; loss, bound, delta, head
     members: pd.Series  # index (configuration, unit) -> frozenset of member names
-
-    @functools.cached_property
-    def unit_counts(self) -> pd.Series:
-        """Configuration → how many units it has."""
-        return self.values.index.to_frame(index=False).groupby("configuration")["unit"].nunique()
 
     @classmethod
     def of(cls, rows: pd.DataFrame) -> "Units":

@@ -169,16 +169,14 @@ class Sample:
     treatment: pd.Series  # unit -> T_u
     reference: pd.Series  # unit -> R_u
     differences: pd.Series  # unit -> T_u − R_u, over the units both sides have (the detail)
-    treatment_units: int
-    reference_units: int
     members: frozenset[str]  # every member (and attacker) whose records went in
     detail: str = ""
     missing: str = ""
 
     @classmethod
-    def empty(cls, treatment_units: int = 0, reference_units: int = 0, missing: str = "") -> "Sample":
+    def empty(cls, missing: str = "") -> "Sample":
         nothing = pd.Series(dtype=float)
-        return cls(nothing, nothing, nothing, treatment_units, reference_units, frozenset(), missing=missing)
+        return cls(nothing, nothing, nothing, frozenset(), missing=missing)
 
 
 def units_of(claim: Claim, attacks: pd.DataFrame, experiments: dict[str, pd.DataFrame],
@@ -195,33 +193,27 @@ def claim_sample(claim: Claim, units: Units) -> Sample:
     configurations = units.configurations
     treated = list(configurations.index[claim.treatment.selects(configurations)])
     referred = configurations[claim.reference.selects(configurations)]
-    unit_counts = units.unit_counts
-    most_units = {side: int(unit_counts[list(names)].max()) if len(names) else 0
-                  for side, names in (("treatment", treated), ("reference", referred.index))}
     if not treated or referred.empty:
-        return Sample.empty(most_units["treatment"], most_units["reference"],
-                            f"no {claim.treatment.label} or no {claim.reference.label} members in the {claim.data}")
+        return Sample.empty(f"no {claim.treatment.label} or no {claim.reference.label} members in the {claim.data}")
     pairs = _pairs(claim, configurations.loc[treated], referred)
     if not pairs:
-        return Sample.empty(most_units["treatment"], most_units["reference"],
-                            f"no {claim.treatment.label} configuration has a {claim.reference.label} one with the "
+        return Sample.empty(f"no {claim.treatment.label} configuration has a {claim.reference.label} one with the "
                             f"same {', '.join(claim.match)}")
     compared = sorted({c for t, refs in pairs for c in (t, *refs)})
     values, cells = units.averaged(compared)  # configuration × unit, NaN where a configuration lacks the unit
-    treatment = values.loc[[t for t, _ in pairs]].T.dropna().mean(axis=1)
-    reference = pd.DataFrame({t: values.loc[list(refs)].T.mean(axis=1, skipna=False)
-                              for t, refs in pairs}).dropna().mean(axis=1)
+    references = {t: values.loc[list(refs)].T.mean(axis=1, skipna=False) for t, refs in pairs}  # t -> unit -> value
+    treatment = values.loc[list(references)].T.dropna().mean(axis=1)
+    reference = pd.DataFrame(references).dropna().mean(axis=1)
     differences = (treatment - reference).dropna()
     used_units = set(treatment.index) | set(reference.index)
     used = units.members[units.members.index.get_level_values("configuration").isin(compared)
                          & units.members.index.get_level_values("unit").isin(used_units)]
-    per_configuration = {t: values.loc[t].mean() - values.loc[list(refs)].T.mean(axis=1).mean() for t, refs in pairs}
+    per_configuration = {t: values.loc[t].mean() - r.mean() for t, r in references.items()}
     detail = (f"{_count(len(treatment), claim.unit)} treatment, {_count(len(reference), claim.unit)} reference, "
               f"{_count(cells, 'cell')}; per {claim.unit} (treatment − reference): "
               + "; ".join(f"{u} {d:+.4f}" for u, d in differences.items())
               + "; per configuration: " + "; ".join(f"{c} {v:+.4f}" for c, v in per_configuration.items()))
-    return Sample(treatment, reference, differences, most_units["treatment"], most_units["reference"],
-                  frozenset().union(*used), detail)
+    return Sample(treatment, reference, differences, frozenset().union(*used), detail)
 
 
 def _pairs(claim: Claim, treated: pd.DataFrame, referred: pd.DataFrame) -> list[tuple[str, tuple[str, ...]]]:
