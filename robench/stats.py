@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 from scipy import stats as scipy_stats
@@ -99,18 +99,27 @@ def bonferroni(p_values: Sequence[float]) -> list[float]:
 ROUNDING = 1e-12  # a spread this small is float rounding (accuracies are multiples of 1/n)
 
 
+class Side(NamedTuple):
+    """One side of a two-sample test: its values' sample standard deviation (ddof = 1)
+    and how many there are."""
+
+    sd: float
+    n: int
+
+
 @dataclass(frozen=True)
 class TTest:
     """A t-test of a difference in means and what goes with it: the estimate, its
     standard error, the degrees of freedom of its t distribution, the two-sided p-value of
-    "no difference". One-sample (paired) tests have
-    ``se = s / √n`` and ``df = n − 1``; Welch's two-sample test has
-    ``se = √(s_T² / n_T + s_R² / n_R)`` and the Welch–Satterthwaite ``df``."""
+    "no difference", and the spread of each side it was computed from. One-sample (paired)
+    tests have ``se = s / √n``, ``df = n − 1`` and one side; Welch's two-sample test has
+    ``se = √(s_T² / n_T + s_R² / n_R)``, the Welch–Satterthwaite ``df`` and two."""
 
     difference: float
     se: float
     df: float
     p: float
+    sides: tuple[Side, ...] = ()
 
     def interval(self, level: float) -> tuple[float, float]:
         """``difference ± t_{(1+level)/2, df} · se``; NaNs without a spread."""
@@ -121,11 +130,15 @@ class TTest:
 
     def detectable(self, alpha: float, power: float = 0.8) -> float:
         """The true difference this test detects at two-sided level ``alpha`` with
-        probability ``power`` if the spread were the one observed, from the
-        median-unbiased standard error (:func:`median_unbiased_se`) and the noncentral t
-        (:func:`noncentrality`); NaN without a spread."""
+        probability ``power`` if each side's spread were the one observed, made
+        median-unbiased (:func:`median_unbiased_se`): Welch's exact power
+        (:func:`welch_detectable`) for two sides, the noncentral t (:func:`noncentrality`)
+        for one; NaN without a spread."""
         if not (self.se > 0 and self.df > 0):
             return math.nan
+        if len(self.sides) == 2:
+            treatment, reference = (Side(median_unbiased_se(s.sd, s.n - 1), s.n) for s in self.sides)
+            return welch_detectable(treatment, reference, alpha, power)
         return noncentrality(self.df, alpha, power) * median_unbiased_se(self.se, self.df)
 
 
@@ -138,7 +151,7 @@ def paired_t(differences: Sequence[float]) -> TTest:
     evidence)."""
     mean, sd, p = one_sample_t(differences)
     n = len(list(differences))
-    return TTest(mean, sd / math.sqrt(n) if n > 1 else math.nan, n - 1 if n > 1 else math.nan, p)
+    return TTest(mean, sd / math.sqrt(n) if n > 1 else math.nan, n - 1 if n > 1 else math.nan, p, (Side(sd, n),))
 
 
 def welch_t(treatment: Sequence[float], reference: Sequence[float]) -> TTest:
@@ -159,7 +172,8 @@ def welch_t(treatment: Sequence[float], reference: Sequence[float]) -> TTest:
         return TTest(difference, math.nan, math.nan, math.nan)
     df = (vt + vr) ** 2 / (vt ** 2 / (len(t) - 1) + vr ** 2 / (len(r) - 1))
     p = float(scipy_stats.ttest_ind(t, r, equal_var=False).pvalue)
-    return TTest(difference, math.sqrt(vt + vr), float(df), p)
+    sides = (Side(float(t.std(ddof=1)), len(t)), Side(float(r.std(ddof=1)), len(r)))
+    return TTest(difference, math.sqrt(vt + vr), float(df), p, sides)
 
 
 def median_unbiased_se(se: float, df: float) -> float:
@@ -188,5 +202,48 @@ def noncentrality(df: float, alpha: float, power: float = 0.8) -> float:
     return float(brentq(shortfall, 0.0, 2 * critical + 5))  # power at 2 · critical is above 0.95 for any df ≥ 1
 
 
-__all__ = ["NO_TEST", "TTest", "bonferroni", "clopper_pearson", "mean_ci", "median_unbiased_se", "noncentrality",
-           "one_sample_t", "paired_difference", "paired_t", "welch_t"]
+QUANTILES = 128  # points per side of the grid Welch's power is averaged over: 1e-4 relative, measured
+
+
+def welch_power_curve(treatment: Side, reference: Side, alpha: float) -> Callable[[float], float]:
+    """The exact power of Welch's two-sided test at level ``alpha`` as a function of the
+    true difference, for normal values with the standard deviations of ``treatment`` and
+    ``reference``. The test rejects when
+    |D| > t_{1−α/2, df̂} · ŝe, and both ŝe and the Welch–Satterthwaite df̂ depend only on
+    the two sample variances, which are independent of the estimate D ~ N(δ, σ²_T/n_T +
+    σ²_R/n_R). So the power is P(|D| > c(V_T, V_R)) averaged over V_i = σ²_i ·
+    χ²_{n_i−1} / (n_i − 1), here over a grid of :data:`QUANTILES` quantiles of each χ²
+    (the noncentral t at one df overstates it: docs/protocol.md)."""
+    quantiles = (np.arange(QUANTILES) + 0.5) / QUANTILES
+    variances = [s.sd ** 2 / s.n * scipy_stats.chi2.ppf(quantiles, s.n - 1) / (s.n - 1) for s in (treatment, reference)]
+    vt, vr = variances[0][:, None], variances[1][None, :]  # (Q, 1), (1, Q)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = (vt + vr) ** 2 / (vt ** 2 / (treatment.n - 1) + vr ** 2 / (reference.n - 1))  # (Q, Q)
+    critical = (scipy_stats.t.ppf(1 - alpha / 2, df) * np.sqrt(vt + vr)).ravel()  # (Q²,) the rejection bound on |D|
+    sd = math.sqrt(treatment.sd ** 2 / treatment.n + reference.sd ** 2 / reference.n)
+
+    def power(difference: float) -> float:
+        return float(np.mean(scipy_stats.norm.sf((critical - difference) / sd)
+                             + scipy_stats.norm.cdf((-critical - difference) / sd)))
+
+    return power
+
+
+def welch_detectable(treatment: Side, reference: Side, alpha: float, power: float = 0.8) -> float:
+    """The true difference Welch's test at level ``alpha`` detects with probability
+    ``power`` when the sides have these standard deviations (:func:`welch_power_curve`,
+    solved with ``brentq``); NaN without a spread or with fewer than two values a side."""
+    if min(treatment.n, reference.n) < 2 or not treatment.sd ** 2 + reference.sd ** 2 > 0:
+        return math.nan
+    curve = welch_power_curve(treatment, reference, alpha)
+    sd = math.sqrt(treatment.sd ** 2 / treatment.n + reference.sd ** 2 / reference.n)
+    from scipy.optimize import brentq
+
+    high = sd
+    while curve(high) < power:  # the power rises to 1 with the difference
+        high *= 2
+    return float(brentq(lambda d: curve(d) - power, 0.0, high, xtol=sd * 1e-9))
+
+
+__all__ = ["NO_TEST", "Side", "TTest", "bonferroni", "clopper_pearson", "mean_ci", "median_unbiased_se", "noncentrality",
+           "one_sample_t", "paired_difference", "paired_t", "welch_detectable", "welch_power_curve", "welch_t"]

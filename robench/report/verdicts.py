@@ -19,10 +19,10 @@ and its p-value times m (capped at 1).
   or no member of a compared configuration); the reason says which command runs it;
 - **inconclusive** otherwise, with the reason: too few units, no spread (a
   zero-width interval is never evidence), or an adjusted p-value of at least α. The reason
-  gives the effect that the test at α/m would detect with 80 % power if the spread were
-  the one these units show (the noncentral t, :meth:`robench.stats.TTest.detectable`,
-  from the median-unbiased standard error): an estimate from few units, not a bound on
-  what goes undetected;
+  gives the effect that the test at α/m would detect with 80 % power if each side's spread
+  were the one its units show (Welch's exact power, :meth:`robench.stats.TTest.detectable`,
+  from median-unbiased spreads): an estimate from few units, not a bound on what goes
+  undetected;
 - **withheld**: a member whose records the claim uses failed a gating validity flag
   (:data:`robench.report.gates.GATING_FLAGS`) that ``explained_flags.toml`` does not explain; the claim
   is shown with its numbers and its adjusted p-value, and without a verdict, until the
