@@ -4,7 +4,8 @@ of the type and range it was written with.
 
 :func:`card_problem` names the first value that is not; :func:`robench.zoo.read_card`
 turns it into a one-line UserError naming the file. Keys it does not know are left
-alone, so cards written by newer code with more keys still read.
+alone, so cards written by newer code with more keys still read. Whether a valid card is
+the one its weights were trained with is :mod:`robench.binding`'s check.
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ T = TypeVar("T")
 
 LOSS_NAMES = ("ce", "hinge", "1toN", "1toN+ce")
 BOUNDS = ("sym", "zero", "shifted")
+DELTA_MAX = 1000.0  # the largest valid margin δ; why: LossSpec's docstring
+DELTA_RANGE = f"a finite number in (0, {DELTA_MAX:g}] (the shipped zoos use 1 and 4)"
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,18 @@ class LossSpec:
     ``delta`` is the margin δ of hinge (Eq. 10) and of the 1-to-N bounds (Eq. 8, 14);
     ``bound`` picks the 1-to-N negative bound: ``sym`` [−δ, δ], ``zero`` [0, δ],
     ``shifted`` (the literal text after Eq. 14). ce ignores both.
+
+    Valid δ: a finite number in (0, :data:`DELTA_MAX`] = (0, 1000], checked here, so a
+    zoo definition or card with another δ is refused before any work starts (ce's too,
+    though it ignores δ). Why 1000: the paper's δ are of order 0.1–10 and the shipped
+    zoos use 1 and 4 (docs/margins.md), so 1000 leaves two orders of magnitude of room,
+    and every loss still trains there (digits, quick preset, seed 0, δ = 1000: clean
+    accuracy 0.93 hinge, 0.95–0.99 the 1-to-N bounds and 1-to-N + CE). Far above it
+    the losses' fp32 arithmetic breaks, which is the failure this bound rules out: above
+    about 1e7 ``z + δ`` (``shifted``) rounds away every digit of a logit below 1, above
+    about 1e18 hinge's K·δ² overflows to inf and its gradients to NaN, and above 3.4e38
+    the 1-to-N losses cannot even convert δ to fp32. At 1000, z + δ is exact to 6e-5 and
+    K·δ² is 1e7 per sample for K = 10.
     """
 
     name: str
@@ -37,8 +51,8 @@ class LossSpec:
             raise UserError(f"unknown loss {self.name!r}; valid: {', '.join(LOSS_NAMES)}")
         if self.bound not in BOUNDS:
             raise UserError(f"unknown bound {self.bound!r}; valid: {', '.join(BOUNDS)}")
-        if not (math.isfinite(self.delta) and self.delta > 0):
-            raise UserError(f"margin delta must be a positive number, got {self.delta!r}")
+        if type(self.delta) not in (int, float) or not (math.isfinite(self.delta) and 0 < self.delta <= DELTA_MAX):
+            raise UserError(f"margin delta must be {DELTA_RANGE}, got {self.delta!r}")
 
     @property
     def is_one_to_n(self) -> bool:
@@ -71,8 +85,8 @@ class TrainSpec:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
             raise UserError("epochs and batch_size must be at least 1")
-        if not self.lr > 0:
-            raise UserError(f"learning rate must be positive, got {self.lr!r}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise UserError(f"learning rate must be a finite positive number, got {self.lr!r}")
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ training run's ``checkpoint.json``), read defensively.
 Such a file may be truncated, replaced or hand-edited: reading it never raises anything
 but a one-line :class:`~robench.errors.UserError` naming the file and what to do, and
 never reads more than :data:`MAX_BYTES` (a card or a checkpoint of a long run is far
-smaller).
+smaller) nor anything but a regular file (:func:`robench.io.read_bounded`).
 """
 
 from __future__ import annotations
@@ -14,21 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from robench.errors import UserError
+from robench.io import read_bounded
 
 MAX_BYTES = 16 * 2**20
 
 
 def read_json_object(path: Path, remedy: str) -> dict[str, Any]:
     """The JSON object stored in ``path``; a UserError ending in ``remedy`` when the file
-    is too large, not UTF-8, not JSON (or nested too deep to parse) or not an object."""
+    is not a regular file, too large, not UTF-8, not JSON (or nested too deep to parse) or
+    not an object."""
     path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_BYTES + 1)
-    except OSError as exc:
-        raise UserError(f"{path} cannot be read ({exc.strerror or one_line(exc)}); {remedy}") from None
-    if len(data) > MAX_BYTES:
-        raise UserError(f"{path} is larger than the {MAX_BYTES} bytes such a file can have; {remedy}")
+    data = read_bounded(path, MAX_BYTES, remedy)  # a FIFO or a device refused, never read
     try:
         value = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError

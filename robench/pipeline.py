@@ -49,6 +49,8 @@ def run_pipeline(
     out = Path(reports_dir) / dataset
     results = out / "results"
     ResultStore(results)  # a folder of CSVs from before the store stops the run here, not after training
+    if num_samples:
+        _check_num_samples(dataset, data_root, num_samples)  # before training, not after
     evaluation = Evaluation(precision=resolve_precision("auto", resolve_device(device)),  # the attacks' own
                             num_samples=num_samples or None)
     stages: dict[str, Callable[[], object]] = {
@@ -82,6 +84,17 @@ def run_pipeline(
             log.info("%s done in %.1f s", name, time.perf_counter() - start)
             bar.update(1)
     return Path(index)
+
+
+def _check_num_samples(dataset: str, data_root: Path, num_samples: int) -> None:
+    """A UserError when ``num_samples`` is more than the dataset's test images."""
+    from robench.data import load_dataset
+    from robench.errors import UserError
+
+    test = len(load_dataset(dataset, data_root).test)
+    if num_samples > test:
+        raise UserError(f"--num-samples {num_samples} is more than the {test} test images of {dataset}; "
+                        f"give at most {test}")
 
 
 def _defenders(dataset: str, zoo_dir: Path, preset: str, first_seed_only: bool = False) -> list[str]:

@@ -8,6 +8,11 @@ is not safetensors (a pickle, a zip, a web page), is cut short, or holds other t
 (another architecture, another class count, a tensor claiming terabytes) is refused
 with a one-line :class:`~robench.errors.UserError` before any tensor data is read.
 Nothing is ever unpickled.
+
+The header's ``__metadata__`` (string keys to string values, as safetensors allows) is
+read with the rest of the header (:func:`read_header_and_metadata`, :func:`check_fit`):
+a member's weights carry the training configuration of their card there
+(:mod:`robench.binding`).
 """
 
 from __future__ import annotations
@@ -46,12 +51,26 @@ def spec_of(tensor: torch.Tensor) -> Spec:
     return TORCH_NAMES.get(tensor.dtype, str(tensor.dtype)), tuple(tensor.shape)
 
 
-def read_header(path: Path) -> dict[str, Spec]:
-    """Name → (dtype, shape) of every tensor in the safetensors file ``path``.
+def read_header_and_metadata(path: Path) -> tuple[dict[str, Spec], dict[str, str] | None]:
+    """(name → (dtype, shape) of every tensor, the ``__metadata__`` or None) of the
+    safetensors file ``path``, from one read of its header.
 
     Raises :class:`NotSafetensors` when the header is absent, longer than the file or
-    :data:`HEADER_LIMIT`, not a JSON object, or describes tensors whose byte ranges do
-    not fit their dtype and shape or lie outside the file."""
+    :data:`HEADER_LIMIT`, not a JSON object, describes tensors whose byte ranges do not
+    fit their dtype and shape or lie outside the file, or has a ``__metadata__`` that is
+    not an object of strings (which safetensors itself refuses)."""
+    header, data_size = _header_object(path)
+    metadata = header.get("__metadata__")
+    if metadata is not None and not (isinstance(metadata, dict)
+                                     and all(isinstance(v, str) for v in metadata.values())):
+        raise NotSafetensors("its __metadata__ is not an object of strings")
+    tensors = {name: _entry(name, info, data_size) for name, info in header.items() if name != "__metadata__"}
+    return tensors, metadata
+
+
+def _header_object(path: Path) -> tuple[dict, int]:
+    """(the header's JSON object, the size of the data after it), read within
+    :data:`HEADER_LIMIT` and the file's size."""
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         prefix = f.read(8)
@@ -67,8 +86,7 @@ def read_header(path: Path) -> dict[str, Spec]:
         raise NotSafetensors("its header is not JSON") from None
     if not isinstance(header, dict):
         raise NotSafetensors("its header is not a JSON object")
-    data_size = size - 8 - length
-    return {name: _entry(name, info, data_size) for name, info in header.items() if name != "__metadata__"}
+    return header, size - 8 - length
 
 
 def _entry(name: str, info: object, data_size: int) -> Spec:
@@ -111,14 +129,29 @@ def load_checked(path: Path, expected: Callable[[str], Spec | None], required: s
     """The tensors of ``path`` once its header fits ``expected``/``required``
     (:func:`mismatch`); a one-line UserError naming the file, ``what`` it should fit
     and the ``remedy`` otherwise."""
+    check_fit(path, expected, required, what, remedy)
+    return read_tensors(path, remedy)
+
+
+def check_fit(path: Path, expected: Callable[[str], Spec | None], required: set[str], what: str,
+              remedy: str) -> dict[str, str] | None:
+    """The ``__metadata__`` of ``path`` once its header fits ``expected``/``required``
+    (:func:`mismatch`), no tensor read; a one-line UserError as :func:`load_checked` otherwise."""
     try:
-        problem = mismatch(read_header(path), expected, required)
+        tensors, metadata = read_header_and_metadata(path)
     except NotSafetensors as exc:
         raise UserError(f"{path} is not a readable safetensors file ({exc}); {remedy}") from None
     except OSError as exc:
         raise UserError(f"{path} cannot be read ({exc.strerror}); {remedy}") from None
+    problem = mismatch(tensors, expected, required)
     if problem:
         raise UserError(f"{path} does not fit {what}: {problem}; {remedy}")
+    return metadata
+
+
+def read_tensors(path: Path, remedy: str) -> dict[str, torch.Tensor]:
+    """Every tensor of ``path`` (a file :func:`check_fit` passed); a one-line UserError
+    when safetensors cannot read it."""
     try:
         return load_file(str(path))
     except (SafetensorError, OSError) as exc:

@@ -3,7 +3,9 @@
 On disk (DESIGN.md): ``<zoo_dir>/<dataset>/<member>/weights.safetensors`` and
 ``card.json``. The card records everything needed to rebuild and trust the member,
 including the SHA-256 of the weights file; :func:`load` refuses weights whose hash does
-not match. Nothing is unpickled.
+not match. The weights carry the card's configuration in their metadata, so a card edited
+since, or lying in another member's folder, is refused wherever a member is listed or
+loaded (:mod:`robench.binding`). Nothing is unpickled.
 
 The default membership of a dataset's zoo is the committed file
 ``zoo/<dataset>.toml`` (found in ``--zoo-dir`` first, then in the source tree): an
@@ -27,13 +29,14 @@ from safetensors.torch import save
 from torch import nn
 
 import robench
+from robench.binding import binding_problem, metadata_of
 from robench.cards import card_problem
 from robench.config import LossSpec, from_dict
 from robench.errors import UserError
-from robench.io import atomic_write, atomic_write_json, sha256_file
+from robench.io import atomic_write, atomic_write_json, read_bounded, sha256_file
 from robench.jsonfile import one_line, read_json_object, shown
 from robench.models import HEADS, MODELS, create_model
-from robench.tensorfile import load_checked, spec_of
+from robench.tensorfile import check_fit, read_tensors, spec_of
 
 WEIGHTS = "weights.safetensors"
 CARD = "card.json"
@@ -43,6 +46,7 @@ MEMBER_KEYS = {"loss", "delta", "bound", "head", "seeds"}
 DEFINITION_KEYS = {"architecture", "seeds", "members", "attackers"}
 RETRAIN = "retrain the member with `robench train zoo --force`"
 MAX_DEFINITION_SEED = 2**32 - 1  # a definition's seeds; an experiment's training seeds are 1000 times larger
+MAX_DEFINITION_BYTES = 2**20  # a zoo definition: the shipped ones are under 2 kB
 
 
 @dataclass(frozen=True)
@@ -100,8 +104,9 @@ def load_definition(dataset: str, zoo_dir: Path, preset: str = "quick") -> list[
     """Parse ``zoo/<dataset>.toml`` into member definitions, defenders then attackers,
     each configuration over the seeds of ``preset`` (unknown keys are errors)."""
     path = definition_path(dataset, zoo_dir)
+    text = read_bounded(path, MAX_DEFINITION_BYTES, "give a zoo definition like zoo/digits.toml")
     try:
-        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+        data = tomllib.loads(text.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:  # TOMLDecodeError, or an integer too long to convert
         raise UserError(f"{path}: not valid TOML ({one_line(exc)})") from None
     except RecursionError:
@@ -207,9 +212,10 @@ def versions() -> dict[str, str]:
 
 
 def save_member(folder: Path, model: nn.Module, card: dict[str, Any]) -> dict[str, Any]:
-    """Write weights then the card (with the weights' SHA-256), each atomically."""
+    """Write weights then the card (with the weights' SHA-256), each atomically; the
+    weights carry the card's configuration in their metadata (:mod:`robench.binding`)."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    data = save(state)  # bytes, written by Python: a full disk raises OSError (ENOSPC), not SafetensorError
+    data = save(state, metadata=metadata_of(card))  # bytes: a full disk raises OSError (ENOSPC), not SafetensorError
     atomic_write(folder / WEIGHTS, lambda tmp: tmp.write_bytes(data))
     card = {**card, "weights_sha256": sha256_file(folder / WEIGHTS)}
     atomic_write_json(folder / CARD, card)
@@ -235,6 +241,35 @@ def read_card(folder: Path) -> dict[str, Any]:
     return card
 
 
+def check_folder(folder: Path, card: dict[str, Any]) -> None:
+    """A UserError unless ``folder`` is named after the member of ``card``, its card."""
+    folder = Path(folder)
+    if folder.name != card["name"]:
+        raise UserError(f"{folder / CARD} says name {shown(card['name'])} but it lies in folder {shown(folder.name)} "
+                        "(a member's folder is named after it): move the member's files back to their own "
+                        f"folder, or retrain {shown(folder.name)} with `robench train zoo --force`")
+
+
+def check_bound(folder: Path, card: dict[str, Any], metadata: dict[str, str] | None) -> None:
+    """A UserError unless ``card`` (read from ``folder``) is the card of ``folder``'s
+    member (:func:`check_folder`) and says what its weights' ``metadata`` says
+    (:func:`robench.binding.binding_problem`)."""
+    check_folder(folder, card)
+    problem = binding_problem(card, metadata, Path(folder) / CARD, Path(folder) / WEIGHTS)
+    if problem:
+        raise UserError(problem)
+
+
+def read_bound_card(folder: Path) -> dict[str, Any]:
+    """A trained member's card (:func:`read_card`) once the weights beside it hold the
+    tensors it describes (:func:`check_weights_fit`) and carry its configuration
+    (:func:`check_bound`); the weights' header is read, not their tensors or hash
+    (:func:`load` checks those)."""
+    card = read_card(folder)
+    check_bound(folder, card, check_weights_fit(Path(folder) / WEIGHTS, card))
+    return card
+
+
 def is_trained(folder: Path) -> bool:
     """True when the folder holds a complete member (card and weights)."""
     return (Path(folder) / CARD).exists() and (Path(folder) / WEIGHTS).exists()
@@ -243,10 +278,13 @@ def is_trained(folder: Path) -> bool:
 def load(folder: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a member from its card and verified weights; eval mode on ``device``.
 
-    Raises UserError when the weights are missing, their SHA-256 differs from the card's,
-    or they are not a safetensors file holding exactly the tensors of the card's
-    architecture, class count and head (checked on the file's header before any tensor
-    is read or the model is built, :mod:`robench.tensorfile`).
+    Raises UserError when the card lies in another member's folder, the weights are
+    missing, their SHA-256 differs from the card's, they are not a safetensors file
+    holding exactly the tensors of the card's architecture, class count and head, or the
+    configuration they carry is not the card's (:func:`check_bound`); all checked on the
+    file's header before any tensor is read or the model is built (:mod:`robench.tensorfile`).
+    Weights holding NaN or ±inf (a member saved before training checked for divergence)
+    are refused too.
     """
     folder = Path(folder)
     card = read_card(folder)
@@ -255,9 +293,14 @@ def load(folder: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, d
         raise UserError(f"{weights} is missing; retrain the member")
     if sha256_file(weights) != card["weights_sha256"]:
         raise UserError(f"{weights} does not match the SHA-256 in its card; the file was changed or corrupted")
-    expected = _expected_tensors(card)
-    what = f"architecture {card['architecture']!r} ({card['num_classes']} classes, {card['head']} head)"
-    state = load_checked(weights, expected.get, set(expected), what, RETRAIN)
+    metadata = check_weights_fit(weights, card)
+    check_bound(folder, card, metadata)
+    state = read_tensors(weights, RETRAIN)
+    nonfinite = next((name for name, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()),
+                     None)
+    if nonfinite is not None:
+        raise UserError(f"{weights} holds NaN or infinite values (tensor {nonfinite!r}): its training diverged; "
+                        "retrain the member with `robench train zoo --force`")
     model = create_model(card["architecture"], card["num_classes"], card["head"],
                          tuple(card["mean"]), tuple(card["std"]))
     try:
@@ -266,6 +309,14 @@ def load(folder: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, d
         first = str(exc).splitlines()[0]
         raise UserError(f"{weights} does not fit architecture {card['architecture']!r}: {first}") from None
     return model.to(device).eval(), card
+
+
+def check_weights_fit(weights: Path, card: dict[str, Any]) -> dict[str, str] | None:
+    """The metadata of ``weights`` once their header holds exactly the tensors of the
+    card's architecture, class count and head (:func:`robench.tensorfile.check_fit`)."""
+    expected = _expected_tensors(card)
+    what = f"architecture {card['architecture']!r} ({card['num_classes']} classes, {card['head']} head)"
+    return check_fit(weights, expected.get, set(expected), what, RETRAIN)
 
 
 def _expected_tensors(card: dict[str, Any]) -> dict[str, tuple[str, tuple[int, ...]]]:
@@ -282,12 +333,13 @@ def loss_spec_of(card: dict[str, Any]) -> LossSpec:
 
 
 def list_members(zoo_dir: Path, dataset: str | None = None) -> list[dict[str, Any]]:
-    """Cards of every trained member under ``zoo_dir`` (one dataset or all), sorted."""
+    """Cards of every trained member under ``zoo_dir`` (one dataset or all), sorted;
+    each bound to its weights (:func:`read_bound_card`)."""
     root = Path(zoo_dir)
     datasets = [dataset] if dataset else sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []
     cards = []
     for name in datasets:
         for folder in sorted((root / name).glob("*")):
             if is_trained(folder):
-                cards.append({**read_card(folder), "path": str(folder)})
+                cards.append({**read_bound_card(folder), "path": str(folder)})
     return cards

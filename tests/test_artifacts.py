@@ -13,10 +13,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import pickle
 import shutil
+import signal
 import sqlite3
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -192,6 +195,73 @@ def _torch_zip(member: Path, marker: Path) -> bytes:
     return path.read_bytes()
 
 
+def _without_metadata(member: Path, marker: Path) -> bytes:
+    """The member's tensors saved as before cards were bound to weights: no metadata."""
+    from safetensors.torch import load_file
+
+    path = marker.with_name("unbound.safetensors")
+    save_file(load_file(str(member / WEIGHTS)), str(path))
+    return path.read_bytes()
+
+
+def _in_another_members_folder(member: Path, marker: Path) -> tuple[Path, str]:
+    """The member's card and weights copied into the folder of another member (ce-s1)."""
+    other = member.with_name("ce-s1")
+    shutil.copytree(member, other)
+    return other / CARD, 'says name "ce-s0" but it lies in folder "ce-s1"'
+
+
+BINDING_CASES: dict[str, Callable[[Path, Path], tuple[Path, str]]] = {  # robench.binding: refused by zoo list and
+    "card edited: loss hinge on CE weights": _card_values(                # report too
+        "says loss hinge but its weights were trained with ce; the card was edited",
+        loss={"name": "hinge", "bound": "sym", "delta": 1.0}),
+    "card edited: seed 3": _card_values("says seed 3 but its weights were trained with 0", seed=3),
+    "card and weights in another member's folder": _in_another_members_folder,
+    "weights without the card's configuration": _weights(
+        _without_metadata, "carries no training configuration (saved before cards were bound to their weights); "
+                           "bind them once with `robench zoo migrate"),
+}
+
+
+def _fifo(path: Path) -> Path:
+    """``path`` replaced by a FIFO no one writes: a read of it would wait forever."""
+    path.unlink(missing_ok=True)
+    os.mkfifo(path)
+    return path
+
+
+def _link_to_dev_zero(path: Path) -> Path:
+    """``path`` replaced by a link to /dev/zero: a read of it would never end."""
+    path.unlink(missing_ok=True)
+    path.symlink_to("/dev/zero")
+    return path
+
+
+def _special_card(make: Callable[[Path], Path], says: str) -> Callable[[Path, Path], tuple[Path, str]]:
+    def spoil(member: Path, marker: Path) -> tuple[Path, str]:
+        return make(member / CARD), says
+    return spoil
+
+
+FIFO_SAYS, DEVICE_SAYS = "is a FIFO (named pipe), not a regular file", "is a character device, not a regular file"
+
+
+@contextmanager
+def _within(seconds: float):
+    """Fail the test with an AssertionError, instead of hanging it, when the block runs
+    longer than ``seconds`` (a blocked read of a FIFO is interrupted by SIGALRM)."""
+    def late(signum, frame):
+        raise AssertionError(f"still running after {seconds} s: a read blocked or never ended")
+
+    previous = signal.signal(signal.SIGALRM, late)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 HTML = b"<!DOCTYPE html><html><head><title>Download</title></head><body>Sign in to continue</body></html>\n"
 HUGE = 10**12  # elements a header claims for one tensor (4 TB of F32)
 
@@ -216,6 +286,9 @@ MEMBER_CASES: dict[str, Callable[[Path, Path], tuple[Path, str]]] = {  # case ->
     "seed a boolean": _card_values("seed is true", seed=True),
     "mean beyond a float": _card_values("mean is [1000000", mean=[10**400]),
     "weights_sha256 a number": _card_values("weights_sha256 is 0", weights_sha256=0),
+    "card a FIFO": _special_card(_fifo, FIFO_SAYS),
+    "card a link to /dev/zero": _special_card(_link_to_dev_zero, DEVICE_SAYS),
+    **BINDING_CASES,
     "safetensors cut in half": _weights(_truncated(lambda n: n // 2), "is not a readable safetensors file"),
     "safetensors cut inside its header": _weights(_truncated(lambda n: 100), "is not a readable safetensors file"),
     "safetensors of 4 bytes": _weights(_truncated(lambda n: 4), "shorter than a safetensors header"),
@@ -291,10 +364,40 @@ def test_a_hostile_member_file_is_refused_with_one_line(case, copies, tmp_path, 
     marker = tmp_path / "marker"
     path, says = MEMBER_CASES[case](member, marker)
     before = _snapshot(results)
-    code, err = _run(capsys, *_attack(zoo, results))
+    with _within(60):
+        code, err = _run(capsys, *_attack(zoo, results))
     _assert_one_line_naming(code, err, path, says)
     assert not marker.exists(), "loading the member ran the pickle's code"
     assert _snapshot(results) == before, "a refused member must add no result"
+
+
+@pytest.mark.parametrize("command", ["zoo list", "report"])
+@pytest.mark.parametrize("case", BINDING_CASES)
+def test_a_card_not_bound_to_its_weights_is_refused_by_zoo_list_and_report(case, command, copies, tmp_path, capsys):
+    """What `attack` refuses above, `zoo list` and `report` refuse too: exit 2, one line
+    naming the file, no report written."""
+    zoo, results, member = copies
+    path, says = BINDING_CASES[case](member, tmp_path / "marker")
+    before = _snapshot(results)
+    argv = {"zoo list": ["zoo", "list", "--zoo-dir", str(zoo)],
+            "report": ["report", "--dataset", "digits", "--zoo-dir", str(zoo), "--results-dir", str(results),
+                       "--out", str(tmp_path / "report")]}[command]
+    code, err = _run(capsys, *argv)
+    _assert_one_line_naming(code, err, path, says)
+    assert _snapshot(results) == before and not (tmp_path / "report").exists()
+
+
+def test_swapped_member_folders_are_refused(digits_zoo, tmp_path, capsys):
+    """Two members' folders swapped (each holds the other's card and weights): every
+    command refuses the first it meets, instead of listing or attacking the members
+    under each other's names."""
+    zoo = tmp_path / "zoo" / "digits"
+    shutil.copytree(digits_zoo / "digits" / MEMBER, zoo / "hinge-d1-s0")
+    shutil.copytree(digits_zoo / "digits" / "hinge-d1-s0", zoo / MEMBER)
+    for argv in (_attack(zoo.parent, tmp_path / "results"), ["zoo", "list", "--zoo-dir", str(zoo.parent)]):
+        code, err = _run(capsys, *argv)
+        _assert_one_line_naming(code, err, zoo / MEMBER / CARD, 'says name "hinge-d1-s0" but it lies in folder "ce-s0"')
+    assert not (tmp_path / "results").exists()
 
 
 def test_a_hostile_card_in_a_fresh_results_folder_creates_no_store(copies, tmp_path, capsys):
@@ -424,6 +527,7 @@ CHECKPOINT_CASES: dict[str, Callable[[Path, Path], tuple[Path, str]]] = {  # cas
     "checkpoint.json without its SHA-256": lambda p, k: (_meta_without(p, "sha256"), "it has no sha256"),
     "checkpoint.json epoch a string": _meta_values('epoch is "one"', epoch="one"),
     "checkpoint.json history a string": _meta_values("history is", history="[]"),
+    "checkpoint.json a FIFO": lambda p, k: (_fifo(p / "checkpoint.json"), FIFO_SAYS),
     "checkpoint.json naming a file in another folder": _meta_values("tensors is", tensors="../../card.json"),
     "tensor file changed, SHA-256 kept": _flip_tensors,
     "tensor file cut in half": _tensor_data(lambda p, k: _tensors(p).read_bytes()[:1000],
@@ -468,7 +572,8 @@ def test_a_hostile_checkpoint_is_refused_with_one_line(case, resuming, tmp_path,
     zoo, epochs = resuming
     marker = tmp_path / "marker"
     path, says = CHECKPOINT_CASES[case](_partial(zoo), marker)
-    code, err = _run(capsys, *_train(zoo))
+    with _within(60):
+        code, err = _run(capsys, *_train(zoo))
     _assert_one_line_naming(code, err, path, says)
     assert "to start over" in err[0]
     assert not marker.exists(), "loading the checkpoint ran the pickle's code"
@@ -487,4 +592,56 @@ def test_a_checkpoint_naming_a_missing_tensor_file_starts_over(resuming, capsys)
     assert not _partial(zoo).exists()
 
 
+# ------------------------------------------------------------ TOML files that are not files
 
+def _oversize(path: Path) -> Path:
+    """A TOML file of a comment over 1 MiB: larger than any definition robench reads."""
+    path.write_bytes(b"# " + b"x" * 2**20 + b"\n")
+    return path
+
+
+TOML_CASES: dict[str, tuple[Callable[[Path], Path], str]] = {  # case -> (make(path), what the line says)
+    "a FIFO": (_fifo, FIFO_SAYS),
+    "a link to /dev/zero": (_link_to_dev_zero, DEVICE_SAYS),
+    "over 1 MiB": (_oversize, "is larger than the 1,048,576 bytes such a file can have"),
+}
+
+
+@pytest.mark.parametrize("case", TOML_CASES)
+def test_a_zoo_definition_that_is_not_a_small_regular_file_is_refused_at_once(case, tmp_path, monkeypatch, capsys):
+    """``<zoo>/digits.toml`` a FIFO, /dev/zero or too large: one line naming it, exit 2,
+    within seconds (no blocked or endless read), nothing trained or written."""
+    import robench.train.members as members
+
+    make, says = TOML_CASES[case]
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    path = make(zoo / "digits.toml")
+    monkeypatch.setattr(members, "train_model", lambda *a, **k: pytest.fail("a refused definition was trained"))
+    with _within(60):
+        code, err = _run(capsys, *_train(zoo))
+    _assert_one_line_naming(code, err, path, says)
+    assert sorted(p.name for p in zoo.iterdir()) == ["digits.toml"]
+
+
+@pytest.mark.parametrize("case", TOML_CASES)
+def test_an_explained_flags_file_that_is_not_a_small_regular_file_is_refused_at_once(case, tmp_path):
+    """The report's ``explained_flags.toml`` is read through the same check."""
+    from robench.errors import UserError
+    from robench.report.gates import EXPLAINED, explained_flags
+
+    make, says = TOML_CASES[case]
+    path = make(tmp_path / EXPLAINED)
+    with _within(30), pytest.raises(UserError, match=r"explained_flags\.toml ") as refused:
+        explained_flags(tmp_path)
+    assert says in str(refused.value) and "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("make", [_fifo, _link_to_dev_zero], ids=["a FIFO", "a link to /dev/zero"])
+def test_a_result_store_that_is_not_a_regular_file_is_refused_not_taken_for_none(make, tmp_path, capsys):
+    """``results.sqlite`` a FIFO or a device: every command reading the store says so in
+    one line and exits 2 (it is never read as "no results yet")."""
+    make(tmp_path / "results.sqlite")
+    with _within(30):
+        code, err = _run(capsys, "results", "runs", "--results-dir", str(tmp_path))
+    assert code == 2 and len(err) == 1 and "results.sqlite is not a regular file" in err[0], err

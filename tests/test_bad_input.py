@@ -12,10 +12,12 @@ option added without a case here fails. :data:`CASES_PER_COMMAND` counts the cas
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import shlex
 import stat
 import subprocess
+import sys
 from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -33,13 +35,15 @@ class Case:
     Placeholders in ``args``: {zoo} a digits zoo of two untrained members (read only),
     {store} a results folder holding one stored run, {file} a file, {ro} a folder nobody
     may write into, {missing} a path that does not exist, {defs} a zoo folder holding
-    ``toml`` as ``digits.toml``."""
+    ``toml`` as ``digits.toml``, {loop} a symbolic link to itself. ``loop``: a path in the
+    working folder made a link to itself (a default folder such as ``zoo``)."""
 
     command: str
     option: str
     args: str
     expect: str | tuple[str, ...]  # several: each must be in the line
     toml: str | None = None
+    loop: str = ""
 
     @property
     def expected(self) -> tuple[str, ...]:
@@ -51,7 +55,9 @@ class Case:
 
     @property
     def id(self) -> str:
-        return f"{self.command or 'robench'}|{self.option}|{self.args}" + ("|" + self.toml_label if self.toml else "")
+        args = self.args if len(self.args) <= 80 else f"{self.args[:60]}...({len(self.args):,} characters)"
+        return f"{self.command or 'robench'}|{self.option}|{args}" + ("|" + self.toml_label if self.toml else "") + \
+            (f"|{self.loop} a link loop" if self.loop else "")
 
     @property
     def toml_label(self) -> str:
@@ -65,8 +71,19 @@ WB = "--whitebox --dataset digits"
 BB = "--blackbox --dataset digits"
 TZ = "--dataset digits --zoo-dir {defs}"
 SEEDS = "seeds must be a non-empty list of integers from 0 to"
+DELTA_RANGE = "a finite number in (0, 1000] (the shipped zoos use 1 and 4)"  # robench.config.DELTA_RANGE
 DELTA = "a member entry needs a loss (ce, hinge, 1toN, 1toN+ce) and a number as delta"
 RP = "--dataset digits --results-dir {store}"
+# Counts and lists past their bounds (robench.bounds), and values no line may echo whole.
+HUGE = "1000000000000"
+DIGITS_5000 = "9" * 5000
+LONG_VALUE = "x" * 100_000
+LONG_NAME = "a" * 300
+EPS_101 = ",".join(f"{i / 1000:g}" for i in range(101))
+NAMES_1001 = ",".join(f"m{i}" for i in range(1001))
+SEEDS_1001 = ",".join(str(i) for i in range(1001))
+LOOP = "is a loop of symbolic links (ELOOP)"
+TOO_LONG = "a name in the path is 300 bytes long, above the 255 a file system allows"
 
 C = Case
 CASES: list[Case] = [
@@ -138,8 +155,16 @@ CASES: list[Case] = [
     C("train zoo", "--zoo-dir", TZ, (DELTA, '"delta":[1]'), toml=DEFS + "delta = [1]\n"),
     C("train zoo", "--zoo-dir", TZ, (DELTA, '"delta":"x"'), toml=DEFS + 'delta = "x"\n'),
     C("train zoo", "--zoo-dir", TZ, (DELTA, '"delta":true'), toml=DEFS + "delta = true\n"),
-    C("train zoo", "--zoo-dir", TZ, "margin delta must be a positive number, got -1.0", toml=DEFS + "delta = -1\n"),
-    C("train zoo", "--zoo-dir", TZ, "margin delta must be a positive number, got nan", toml=DEFS + "delta = nan\n"),
+    C("train zoo", "--zoo-dir", TZ, f"margin delta must be {DELTA_RANGE}, got -1.0", toml=DEFS + "delta = -1\n"),
+    C("train zoo", "--zoo-dir", TZ, f"margin delta must be {DELTA_RANGE}, got nan", toml=DEFS + "delta = nan\n"),
+    C("train zoo", "--zoo-dir", TZ, f"margin delta must be {DELTA_RANGE}, got inf", toml=DEFS + "delta = inf\n"),
+    C("train zoo", "--zoo-dir", TZ, f"margin delta must be {DELTA_RANGE}, got 0.0", toml=DEFS + "delta = 0\n"),
+    C("train zoo", "--zoo-dir", TZ, f"margin delta must be {DELTA_RANGE}, got 1.797e+308",
+      toml=DEFS.replace('"ce"', '"hinge"') + "delta = 1.797e308\n"),
+    C("train zoo", "--zoo-dir", TZ, f"margin delta must be {DELTA_RANGE}, got 1000.5",
+      toml=DEFS.replace('"ce"', '"1toN"') + "delta = 1000.5\n"),
+    C("run", "--zoo-dir", "--zoo-dir {defs}", f"margin delta must be {DELTA_RANGE}, got 1.797e+308",
+      toml=DEFS.replace('"ce"', '"hinge"') + "delta = 1.797e308\n"),
     C("train zoo", "--zoo-dir", TZ, "unknown loss 3; valid: ce, hinge, 1toN, 1toN+ce",
       toml=DEFS.replace('"ce"', "3")),
     C("train zoo", "--zoo-dir", TZ, "unknown loss 'nope'; valid: ce, hinge, 1toN, 1toN+ce",
@@ -162,6 +187,11 @@ CASES: list[Case] = [
     C("zoo list", "--zoo-dir", "--zoo-dir {file}", "--zoo-dir: expected a folder, got the file"),
     C("zoo list", "--zoo-dir", "--dataset digits --zoo-dir {file}", "--zoo-dir: expected a folder, got the file"),
     C("zoo list", "--data-root", "--data-root {file}", "--data-root: expected a folder, got the file"),
+    # --- zoo migrate
+    C("zoo migrate", "--zoo-dir", "--zoo-dir {file}", "--zoo-dir: expected a folder, got the file"),
+    C("zoo migrate", "--zoo-dir", "--zoo-dir {missing}", "--zoo-dir: no folder"),
+    C("zoo migrate", "--results-dir", "--zoo-dir {zoo} --results-dir {missing}", "--results-dir: no folder"),
+    C("zoo migrate", "--results-dir", "--zoo-dir {zoo} --results-dir {ro}", "no result store in"),
     # --- attack
     C("attack", "--whitebox", "--dataset digits", "one of the arguments --whitebox --blackbox is required"),
     C("attack", "--blackbox", "--whitebox --blackbox --dataset digits", "--blackbox: not allowed with argument"),
@@ -225,7 +255,7 @@ CASES: list[Case] = [
     C("attack", "--attack-seed", f"{WB} --attack-seed 1.5", "--attack-seed: expected an integer >= 0, got '1.5'"),
     C("attack", "--num-samples", f"{WB} --num-samples=-1", "--num-samples: expected an integer >= 0, got '-1'"),
     C("attack", "--num-samples", f"{WB} --num-samples x", "--num-samples: expected an integer >= 0, got 'x'"),
-    C("attack", "--num-samples", f"{WB} --num-samples 100000", "--num-samples 100000 is more than the 360 test images"),
+    C("attack", "--num-samples", f"{WB} --num-samples 1000", "--num-samples 1000 is more than the 360 test images"),
     C("attack", "--batch-size", f"{WB} --batch-size 0", "--batch-size: expected an integer >= 1, got '0'"),
     C("attack", "--batch-size", f"{WB} --batch-size=-1", "--batch-size: expected an integer >= 1, got '-1'"),
     C("attack", "--batch-size", f"{WB} --batch-size x", "--batch-size: expected an integer >= 1, got 'x'"),
@@ -251,6 +281,8 @@ CASES: list[Case] = [
     C("experiment", "--zoo-dir", "noise --dataset digits --zoo-dir {ro}", "--zoo-dir: cannot write into"),
     C("experiment", "--zoo-dir", "generalization --dataset digits --zoo-dir {defs}", "member 'ce-s0' is defined twice",
       toml=DEFS + '[[members]]\nloss = "ce"\n'),
+    C("experiment", "--zoo-dir", "noise --dataset digits --zoo-dir {defs}",
+      f"margin delta must be {DELTA_RANGE}, got 1.797e+308", toml=DEFS.replace('"ce"', '"hinge"') + "delta = 1.797e308\n"),
     C("experiment", "--data-root", "noise --dataset digits --data-root {file}",
       "--data-root: expected a folder, got the file"),
     C("experiment", "--device", "noise --dataset digits --device tpu", "unknown device 'tpu'; valid: auto, cpu, cuda"),
@@ -302,6 +334,61 @@ CASES: list[Case] = [
     C("results runs", "--dataset", "--dataset nope", "unknown dataset 'nope'; valid: "),
     C("results runs", "--results-dir", "--results-dir {missing}", "--results-dir: no folder"),
     C("results runs", "--results-dir", "--results-dir {file}", "--results-dir: expected a folder, got the file"),
+    C("results verify", "--dataset", "", "the following arguments are required: --dataset"),
+    C("results verify", "--dataset", "--dataset nope", "unknown dataset 'nope'; valid: "),
+    C("results verify", "--results-dir", "--dataset digits --results-dir {missing}", "--results-dir: no folder"),
+    C("results verify", "--report", "--dataset digits --results-dir {store} --report {missing}", "--report: no folder"),
+    C("results verify", "--report", "--dataset digits --results-dir {store} --report {store}",
+      "holds no provenance.json: not a report of this robench"),
+    C("results verify", "--zoo-dir", "--dataset digits --zoo-dir {file}", "--zoo-dir: expected a folder, got the file"),
+    C("results verify", "--data-root", "--dataset digits --data-root {file}",
+      "--data-root: expected a folder, got the file"),
+    # --- bounds (robench.bounds), link loops, long names and long values, per command
+    C("attack", "--steps", f"{WB} --steps {HUGE}", f"--steps: {HUGE} is above the bound 10,000"),
+    C("attack", "--steps", f"{WB} --steps {DIGITS_5000}", "--steps: an integer of 5,000 digits is above the bound"),
+    C("attack", "--restarts", f"{WB} --attacks pgd --restarts {HUGE}", f"--restarts: {HUGE} is above the bound 100"),
+    C("attack", "--queries", f"{WB} --attacks square --queries {HUGE}",
+      f"--queries: {HUGE} is above the bound 100,000"),
+    C("attack", "--targets", f"{WB} --attacks apgd-t --targets 1000", "--targets: 1000 is above the bound 999"),
+    C("attack", "--attack-seed", f"{WB} --attack-seed 4294967296",
+      "--attack-seed: 4294967296 is above the bound 4,294,967,295"),
+    C("attack", "--num-samples", f"{WB} --num-samples 50001", "--num-samples: 50001 is above the bound 50,000"),
+    C("attack", "--batch-size", f"{WB} --batch-size 100001", "--batch-size: 100001 is above the bound 100,000"),
+    C("attack", "--eps", f"{WB} --eps {EPS_101}", "--eps 101 values is above the bound of 100 values"),
+    C("attack", "--eps", f"{WB} --eps {LONG_VALUE}", ("epsilon 'xxx", "... (100,000 characters) is not a number")),
+    C("attack", "--defenders", f"{WB} --defenders {NAMES_1001}",
+      "--defenders: 1,001 names is above the bound of 1,000 names"),
+    C("attack", "--attacks", f"{WB} --attacks {NAMES_1001}", "--attacks: 1,001 names is above the bound of 1,000"),
+    C("attack", "--attacks", f"{WB} --attacks {LONG_VALUE}", ("unknown attack 'xxx", "more characters)", "valid: ")),
+    C("attack", "--attacker", f"{BB} --zoo-dir {{zoo}} --attacker {LONG_VALUE}",
+      ("unknown attacker 'xxx", "more characters)")),
+    C("attack", "--zoo-dir", f"{WB} --zoo-dir {{loop}}", f"--zoo-dir: 'loop' {LOOP}"),
+    C("attack", "--zoo-dir", f"{WB} --zoo-dir {LONG_NAME}", f"--zoo-dir: {TOO_LONG}"),
+    C("attack", "--results-dir", f"{WB} --results-dir {{loop}}", f"--results-dir: 'loop' {LOOP}"),
+    C("attack", "--results-dir", WB, f"the default --results-dir reports/digits/results: "
+      f"'reports/digits/results' {LOOP}", loop="reports"),
+    C("attack", "--data-root", f"{WB} --data-root {{loop}}/x", f"--data-root: 'loop/x' {LOOP}"),
+    C("train zoo", "--seeds", f"--dataset digits --seeds {SEEDS_1001}", "--seeds: 1,001 seeds is above the bound"),
+    C("train zoo", "--seeds", "--dataset digits --seeds 0,4294967296",
+      "--seeds: seed 4294967296 is above the bound 4,294,967,295"),
+    C("train zoo", "--members", f"--dataset digits --members {NAMES_1001}", "--members: 1,001 names is above"),
+    C("train zoo", "--zoo-dir", "--dataset digits", f"--zoo-dir: 'zoo' {LOOP}", loop="zoo"),
+    C("train zoo", "--zoo-dir", f"--dataset digits --zoo-dir {LONG_NAME}/zoo", f"--zoo-dir: {TOO_LONG}"),
+    C("train zoo", "--data-root", "--dataset digits", f"--data-root: 'data' {LOOP}", loop="data"),
+    C("run", "--num-samples", f"--num-samples {HUGE}", f"--num-samples: {HUGE} is above the bound 50,000"),
+    C("run", "--num-samples", "--num-samples 1000", "--num-samples 1000 is more than the 360 test images of digits"),
+    C("run", "--zoo-dir", "--zoo-dir {loop}", f"--zoo-dir: 'loop' {LOOP}"),
+    C("run", "--reports-dir", "", f"--reports-dir: 'reports' {LOOP}", loop="reports"),
+    C("run", "--dataset", f"--dataset {LONG_VALUE}", ("unknown dataset 'xxx", "more characters)")),
+    C("experiment", "--members", f"noise --dataset digits --members {NAMES_1001}", "--members: 1,001 names is above"),
+    C("experiment", "--results-dir", "noise --dataset digits", "the default --results-dir reports/digits/results",
+      loop="reports"),
+    C("zoo list", "--zoo-dir", "--zoo-dir {loop}", f"--zoo-dir: 'loop' {LOOP}"),
+    C("report", "--num-samples", f"{RP} --num-samples 50001", "--num-samples: 50001 is above the bound 50,000"),
+    C("report", "--out", f"{RP} --out {{loop}}", f"--out: 'loop' {LOOP}"),
+    C("report", "--out", RP, f"the default --out reports/digits: 'reports/digits' {LOOP}", loop="reports"),
+    C("results export", "--out", "--results-dir {store} --out {loop}", f"--out: 'loop' {LOOP}"),
+    C("data", "--data-root", "list --data-root {loop}", f"--data-root: 'loop' {LOOP}"),
     # --- data
     C("data", "action", "nope", "argument action: invalid choice: 'nope'"),
     C("data", "--data-root", "list --data-root {file}", "--data-root: expected a folder, got the file"),
@@ -361,13 +448,11 @@ def _snapshot(*roots: Path) -> dict[str, tuple]:
 
 def _stored_run(results_dir: Path) -> None:
     """A store holding one white-box fgsm run (n = 100, fp32, ce, native, default schedule)."""
-    from factories import attack_record
+    from factories import attack_record, store_in_runs
     from robench.store import ResultStore, RunRecord
 
-    run = RunRecord.of("attack", {"mode": "whitebox"}, "0.1.0")
     with ResultStore(results_dir) as store:
-        store.save_run(run)
-        store.append([attack_record(run_id=run.run_id)])
+        store_in_runs(store, [attack_record()])
 
 
 def _reached(what: str):
@@ -423,7 +508,12 @@ def _workdir(case: Case, tmp_path: Path, zoo: str) -> dict[str, str]:
     work = tmp_path / "work"
     work.mkdir()
     (work / "a-file").write_text("not a folder\n")
-    paths = {"file": "a-file", "missing": "missing", "ro": "ro", "defs": "defs", "store": "store", "zoo": zoo}
+    paths = {"file": "a-file", "missing": "missing", "ro": "ro", "defs": "defs", "store": "store", "zoo": zoo,
+             "loop": "loop"}
+    for loop in ("loop", case.loop):
+        if loop and ("{loop}" in case.args or loop == case.loop):
+            (work / loop).parent.mkdir(parents=True, exist_ok=True)
+            (work / loop).symlink_to(Path(loop).name)
     if "{ro}" in case.args:
         _unwritable_folder(work / "ro")
     if case.toml is not None:
@@ -474,6 +564,56 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(case, zoo, guarded, 
     assert code == 2, (code, err)
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].strip(), err
+    assert len(lines[0]) < 1000, f"the line echoes a value whole: {lines[0][:300]}..."
     assert all(part in lines[0] for part in case.expected), lines[0]
     assert out == "", out
     assert _snapshot(*roots) == before, "the bad input wrote something"
+
+
+# ------------------------------------------------------------ what a terminal cannot show
+
+def _ascii_only_streams(monkeypatch) -> tuple[io.TextIOWrapper, io.TextIOWrapper]:
+    """stdout and stderr as under ``PYTHONIOENCODING=ascii:strict``: a character outside
+    ASCII written plainly raises UnicodeEncodeError."""
+    streams = tuple(io.TextIOWrapper(io.BytesIO(), encoding="ascii", errors="strict") for _ in range(2))
+    monkeypatch.setattr(sys, "stdout", streams[0])
+    monkeypatch.setattr(sys, "stderr", streams[1])
+    return streams
+
+
+def _written(stream: io.TextIOWrapper) -> str:
+    stream.flush()
+    return stream.buffer.getvalue().decode("ascii")
+
+
+def test_a_non_ascii_path_on_an_ascii_terminal_gives_one_escaped_line(tmp_path, monkeypatch):
+    """An error naming a non-ASCII path, on streams that only take ASCII: one line with
+    the path's characters as backslash escapes, exit 2, no UnicodeEncodeError."""
+    (tmp_path / "zöo").write_text("a file, not a folder\n")
+    out, err = _ascii_only_streams(monkeypatch)
+    with pytest.raises(SystemExit) as exited:
+        main(["zoo", "list", "--zoo-dir", str(tmp_path / "zöo")])
+    assert exited.value.code == 2
+    lines = _written(err).splitlines()
+    assert len(lines) == 1 and "expected a folder, got the file" in lines[0] and "z\\xf6o" in lines[0], lines
+    assert _written(out) == ""
+
+
+def test_output_naming_a_non_ascii_path_on_an_ascii_terminal_is_escaped(tmp_path, monkeypatch):
+    """A command that succeeds and prints a non-ASCII path on an ASCII-only stdout."""
+    (tmp_path / "zöo").mkdir()
+    out, err = _ascii_only_streams(monkeypatch)
+    assert main(["zoo", "list", "--zoo-dir", str(tmp_path / "zöo")]) == 0
+    assert _written(out) == f"no trained members under {tmp_path}/z\\xf6o\n"
+    assert _written(err) == ""
+
+
+def test_an_error_line_escapes_control_characters_and_cuts_long_values():
+    """robench.errors.one_line_message, which every error line goes through: a newline in a
+    file name stays one line, a pasted value is cut to QUOTE_LIMIT characters."""
+    from robench.errors import QUOTE_LIMIT, one_line_message
+
+    line = one_line_message(f"zoo/a\nb.toml: not valid; got {'x' * 100_000} and more")
+    assert "\n" not in line and "zoo/a\\nb.toml" in line
+    assert f"{'x' * QUOTE_LIMIT}...({100_000 - QUOTE_LIMIT:,} more characters) and more" in line
+    assert len(line) < 2 * QUOTE_LIMIT

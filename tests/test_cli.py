@@ -114,14 +114,14 @@ def test_precision_and_compile_options_set_the_process_defaults(monkeypatch, pro
 
 
 def _stored_run(results_dir):
-    """A store holding one attack record of run ``r-wb`` under its run configuration."""
-    from factories import attack_record
-    from robench.store import ResultStore, RunRecord
+    """A store holding one attack record under its run configuration; returns the run."""
+    from factories import attack_record, in_runs
+    from robench.store import ResultStore
 
-    run = RunRecord.of("attack", {"mode": "whitebox"}, "0.1.0")
+    [run], records = in_runs([attack_record()])
     with ResultStore(results_dir) as store:
         store.save_run(run)
-        store.append([attack_record(run_id=run.run_id)])
+        store.append(records)
     return run
 
 

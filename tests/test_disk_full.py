@@ -23,7 +23,7 @@ from pathlib import Path
 import matplotlib.figure
 import pytest
 
-from factories import attack_record
+from factories import attack_record, store_in_runs
 from robench.cli import main
 from robench.errors import DiskFull
 from robench.store import AttackRecord, ResultStore
@@ -127,8 +127,7 @@ def _temporaries(folder: Path) -> list[Path]:
 def _fill_store(store: ResultStore, count: int, first: int = 0) -> list[AttackRecord]:
     records = [attack_record(eps=round(0.001 * i, 6), defender=f"m{i % 7}", attacker=f"m{i % 7}")
                for i in range(first, first + count)]
-    store.append(records)
-    return records
+    return store_in_runs(store, records)
 
 
 def test_a_full_store_keeps_every_committed_batch(tmp_path):

@@ -30,7 +30,7 @@ import torch
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from factories import experiment_record
+from factories import experiment_record, store_in_runs
 from robench.cli import main
 from robench.errors import UserError
 from robench.models import MODELS, create_model
@@ -484,7 +484,7 @@ def store(member, tmp_path_factory) -> tuple[Path, bytes]:
     assert main(["attack", "--whitebox", "--dataset", "digits", "--zoo-dir", str(zoo), "--defenders", "ce-s0",
                  "--eps", "0.1,0.2", "--num-samples", "20", "--results-dir", str(results)]) == 0
     with ResultStore(results) as opened:
-        opened.append([experiment_record(setting=0.5), experiment_record(setting=0.5, repeat=1, accuracy=0.8)])
+        store_in_runs(opened, [experiment_record(setting=0.5), experiment_record(setting=0.5, repeat=1, accuracy=0.8)])
     assert sorted(p.name for p in results.iterdir()) == [DATABASE]
     return zoo, (results / DATABASE).read_bytes()
 

@@ -368,11 +368,12 @@ def _schema_1_store(results_dir: Path) -> list[AttackRecord]:
     import dataclasses
     import sqlite3
 
-    from factories import attack_record, experiment_record
+    from factories import attack_record, experiment_record, store_in_runs
 
     stored = [attack_record(eps=e) for e in (0.1, 0.2, 0.3)]
     with ResultStore(results_dir) as store:
-        store.append([*stored, experiment_record()])
+        stored = store_in_runs(store, stored)
+        store_in_runs(store, [experiment_record()])
     connection = sqlite3.connect(results_dir / "results.sqlite", isolation_level=None)
     for table in ("attacks", "experiments"):
         for column in ("threads", "determinism"):

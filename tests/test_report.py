@@ -4,6 +4,7 @@ set of synthetic records in a result store and a zoo of three untrained digits-c
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
@@ -15,7 +16,7 @@ import pytest
 import torch
 from scipy import stats as scipy_stats
 
-from factories import attack_record, experiment_record
+from factories import attack_record, experiment_record, store_in_runs
 from robench.errors import UserError
 from robench.evaluate.evaluation import Evaluation
 from robench.models import create_model
@@ -114,7 +115,7 @@ FLAGS = [FlagRecord(run_id="r2", flag=flag, passed=passed, scope=scope, detail=d
 def store_records(results_dir: Path, records: list) -> None:
     """``records`` as the content of the store of ``results_dir``, in this order."""
     with ResultStore(results_dir) as store:
-        store.append(records)
+        store_in_runs(store, records)
 
 
 def make_zoo(zoo_dir: Path) -> None:
@@ -368,17 +369,26 @@ def test_markdown_links_existing_figures(report):
     assert links[0] == "figures/claims.png" and md.index(links[0]) < md.index("## Claims of the paper")
 
 
-def test_flags_failures_first(report):
+def test_flags_are_recomputed_from_the_records_failures_first(report, zoo_dir):
+    """The flags table is what the records give (compute_flags over the current records),
+    failures first; tests/test_record_integrity.py shows it whatever the store's flags
+    table says."""
+    from robench.evaluate.validity import compute_flags
+    from robench.report.load import load_results
+
     flags = table(report, "flags")
-    assert list(flags["passed"]) == [False, True, True, True]
-    assert flags.loc[0, "flag"] == "whitebox_not_above_transfer"
+    assert list(flags["passed"]) == sorted(flags["passed"])  # failures first
+    results = load_results(DATASET, report.parent.parent / "results", zoo_dir)
+    expected = {(f["flag"], f["scope"], f["passed"]) for f in compute_flags(results.records)}
+    assert set(zip(flags["flag"], flags["scope"], flags["passed"])) == expected
+    assert ("whitebox_not_above_transfer", "fgsm/ce/native ce-s1 -> hinge-d1-s0 eps 0.1", False) in expected
     page = report.read_text()
     assert "Failed checks" in page and "Every check (failures first)" not in page  # every check: the CSV only
     counts = table(report, "flag_counts").set_index("flag")
     masking = ["gradient_free_not_stronger", "converged", "ce_dlr_gap", "gradient_saturation"]
     assert (counts.loc[masking, "status"] == "not run").all() and (counts.loc[masking, "checked"] == 0).all()
-    assert counts.loc["whitebox_not_above_transfer", "status"] == "failed"
-    assert "not run (no records they check): ifgsm_not_above_fgsm, gradient_free_not_stronger" in page
+    assert ("not run (no records they check): gradient_free_not_stronger, converged, ce_dlr_gap, "
+            "gradient_saturation") in page
 
 
 # ---------------------------------------------------------------- partial and empty results
@@ -526,12 +536,16 @@ def test_an_evaluation_is_chosen_by_its_run(tmp_path, zoo_dir):
     rows = [dataclasses.replace(r, run_id="matrix" if r.mode == "blackbox" else "wb") for r in
             attack_rows(zoo_hashes(zoo_dir))]
     make_results(tmp_path / "results", zoo_dir, attacks=rows)
-    attacks = load_results(DATASET, tmp_path / "results", zoo_dir).attacks
-    chosen, note = Evaluation(run_id="matrix").select(attacks)
+    results = load_results(DATASET, tmp_path / "results", zoo_dir)
+    ids = {json.loads(config)["label"]: run_id for run_id, config in zip(results.runs["run_id"], results.runs["config"])}
+    chosen, note = Evaluation(run_id=ids["matrix"]).select(results.attacks)
     assert set(chosen["mode"]) == {"blackbox"} and len(chosen) == sum(r.mode == "blackbox" for r in rows)
-    assert note.startswith("Figures and claims read one evaluation: run matrix, precision fp32")
-    with pytest.raises(UserError, match="no attack records of run 'nope' here; runs with attack records: matrix, wb"):
-        Evaluation(run_id="nope").select(attacks)
+    assert note.startswith(f"Figures and claims read one evaluation: run {ids['matrix']}, precision fp32")
+    runs = sorted(set(results.attacks["run_id"]))  # the matrix and the white-box run (its sanity cells apart)
+    assert ids["matrix"] in runs and len(runs) == 2
+    with pytest.raises(UserError, match="no attack records of run 'nope' here; runs with attack records: "
+                                        + ", ".join(runs)):
+        Evaluation(run_id="nope").select(results.attacks)
 
 
 def test_rows_of_another_dataset_are_left_out(tmp_path, zoo_dir):

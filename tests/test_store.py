@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from factories import attack_record, experiment_record
+from factories import attack_record, experiment_record, store_in_runs
 from robench.errors import UserError
 from robench.store import SCHEMA_VERSION, AttackRecord, ExperimentRecord, FlagRecord, ResultStore, RunRecord
 
@@ -36,7 +36,7 @@ def test_records_round_trip_with_their_types(tmp_path):
                experiment_record(), experiment_record(repeat=1, delta=4.0, num_flipped=12),
                FlagRecord(run_id="r", flag="eps0_is_clean", passed=False, scope="x", detail="y")]
     with ResultStore(tmp_path) as store:
-        store.append(records)
+        records = store_in_runs(store, records)
         assert store.records(AttackRecord) + store.records(ExperimentRecord) + store.records(FlagRecord) == records
         frame = store.frame(FlagRecord)
     assert frame["passed"].tolist() == [False]
@@ -54,10 +54,10 @@ def test_cell_is_the_key_and_not_the_measurement():
 def test_a_stored_cell_is_kept_unless_replaced(tmp_path):
     first, again = attack_record(correct=10), attack_record(correct=20)
     with ResultStore(tmp_path) as store:
-        store.append([first])
-        store.append([again])  # another process computed the cell first: kept
+        store_in_runs(store, [first])
+        store_in_runs(store, [again])  # another process computed the cell first: kept
         assert [r.correct for r in store.records(AttackRecord)] == [10]
-        store.append([again], replace=True)  # --force
+        store_in_runs(store, [again], replace=True)  # --force
         assert [r.correct for r in store.records(AttackRecord)] == [20]
         assert store.cells(AttackRecord) == {first.cell}
 
@@ -115,7 +115,7 @@ def _writer(results_dir: str, writer: int, batches: int, size: int, barrier) -> 
     store = ResultStore(Path(results_dir))
     for batch in range(batches):
         barrier.wait(timeout=120)  # both start each batch together, so their transactions contend
-        store.append(_batch(writer, batch, size) + [attack_record("a", "shared", eps=batch * 1e-3)])
+        store_in_runs(store, _batch(writer, batch, size) + [attack_record("a", "shared", eps=batch * 1e-3)])
     store.close()
 
 
@@ -150,7 +150,7 @@ def _creator(root: str, writer: int, folders: int, barrier) -> None:
     for folder in range(folders):
         barrier.wait(timeout=120)  # every process opens the not yet existing store at once
         with ResultStore(Path(root) / str(folder)) as store:
-            store.append([attack_record("a", f"w{writer}")])
+            store_in_runs(store, [attack_record("a", f"w{writer}")])
 
 
 def test_processes_creating_one_store_at_once_all_write(tmp_path):
@@ -183,6 +183,7 @@ WRITER = textwrap.dedent("""
     from pathlib import Path
     sys.path.insert(0, {tests!r})
     from test_store import _batch
+    from factories import store_in_runs
     from robench.store import ResultStore
     from robench.store import AttackRecord
 
@@ -204,7 +205,7 @@ WRITER = textwrap.dedent("""
     store = ResultStore(results)
     start = len(store.cells(AttackRecord)) // size  # continue after the last whole batch
     for batch in range(start, 10**6):
-        store.append(_batch(0, batch, size))
+        store_in_runs(store, _batch(0, batch, size))
 """)
 
 
@@ -240,7 +241,7 @@ def test_kill_9_inside_a_transaction_leaves_the_committed_batches(tmp_path):
     os.kill(writer.pid, signal.SIGKILL)
     writer.wait()
     assert _stored_batches(tmp_path, size) == 0  # killed inside the first batch's transaction
-    ResultStore(tmp_path).append(_batch(0, 0, size))  # the store takes writes again
+    store_in_runs(ResultStore(tmp_path), _batch(0, 0, size))  # the store takes writes again
     assert _stored_batches(tmp_path, size) == 1
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from factories import attack_record
+from factories import attack_record, store_in_runs
 from robench.models import create_model
 from robench.report import write_report
 from robench.report.load import load_results
@@ -110,7 +110,7 @@ def failed_run(tmp_path, process_settings):
         model = create_model("digits-cnn", 10, card["head"], (0.3,), (0.37,))
         hashes[card["name"]] = save_member(tmp_path / "zoo" / DATASET / card["name"], model, card)["weights_sha256"]
     with ResultStore(tmp_path / "results") as store:
-        store.append(_records(hashes))
+        store_in_runs(store, _records(hashes))
     return tmp_path
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import re
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
+from robench.binding import METADATA_KEY
 from robench.config import LossSpec, TrainSpec
 from robench.errors import UserError
+from robench.tensorfile import read_header_and_metadata
 from robench.train.members import train_member
 from robench.zoo import (
     CARD,
@@ -21,6 +24,7 @@ from robench.zoo import (
     load,
     load_definition,
     member_name,
+    save_member,
     select_members,
 )
 
@@ -190,3 +194,35 @@ def test_list_members(stored):
     folder, card = stored
     cards = list_members(folder.parent.parent, "digits")
     assert [c["name"] for c in cards] == [card["name"]]
+
+
+def test_weights_carry_the_cards_configuration(stored):
+    """The card's configuration is in the weights' metadata, covered by the weights'
+    SHA-256 (robench.binding): everything but the hash and when/how long it trained."""
+    folder, card = stored
+    metadata = read_header_and_metadata(folder / WEIGHTS)[1]
+    carried = json.loads(metadata[METADATA_KEY])
+    assert carried == {k: v for k, v in card.items() if k not in ("weights_sha256", "created", "wall_time_s",
+                                                                 "git_commit")}
+    assert carried["loss"] == {"name": "1toN", "delta": 2.0, "bound": "zero"} and carried["seed"] == 0
+
+
+def test_saving_a_member_again_gives_the_same_bytes(stored, tmp_path):
+    """No time in the weights: the same tensors and configuration give the same file."""
+    folder, card = stored
+    model, _ = load(folder)
+    again = save_member(tmp_path / card["name"], model, {**card, "created": "later", "wall_time_s": 99.0})
+    assert (tmp_path / card["name"] / WEIGHTS).read_bytes() == (folder / WEIGHTS).read_bytes()
+    assert again["weights_sha256"] == card["weights_sha256"]
+
+
+def test_an_edited_card_is_refused_by_load_list_and_training(stored, digits, tmp_path):
+    folder, card = stored
+    copy = tmp_path / "digits" / card["name"]
+    shutil.copytree(folder, copy)
+    (copy / CARD).write_text(json.dumps({**card, "loss": {"name": "1toN", "delta": 4.0, "bound": "zero"}}))
+    says = "card.json says loss delta 4.0 but its weights were trained with 2.0; the card was edited"
+    member = MemberDef(LossSpec("1toN", 4.0, "zero"), "unit", 0, "digits-cnn")
+    for refused in (lambda: load(copy), lambda: list_members(tmp_path), lambda: train_member(digits, member, TINY, copy)):
+        with pytest.raises(UserError, match=re.escape(says)):
+            refused()

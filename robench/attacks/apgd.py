@@ -53,6 +53,7 @@ from torch import nn
 from robench.attacks.attack import ATTACKS, DEFAULT_BATCH_SIZE, Attack, Budget, SampleStreams, check_count
 from robench.attacks.losses import DLR_TOLERANCE, AttackLoss, check_dlr_classes
 from robench.attacks.norms import Ball
+from robench.bounds import MAX_RESTARTS, MAX_STEPS, MAX_TARGETS
 from robench.errors import UserError
 
 APGD_STEPS = 100
@@ -155,8 +156,8 @@ class _APGD(Attack):
         precision: str = "auto",
         seed: int | None = None,
     ) -> None:
-        self.steps = check_count(APGD_STEPS if steps is None else steps, "steps", 1)
-        self.restarts = check_count(APGD_RESTARTS if restarts is None else restarts, "restarts", 1)
+        self.steps = check_count(APGD_STEPS if steps is None else steps, "steps", 1, MAX_STEPS)
+        self.restarts = check_count(APGD_RESTARTS if restarts is None else restarts, "restarts", 1, MAX_RESTARTS)
         self.rho = RHO
         self.momentum = MOMENTUM
         self.targets: int | None = None
@@ -315,7 +316,7 @@ class _APGDTargeted(_APGD):
                              precision=precision, seed=seed)
         finally:
             del self.fixed_loss
-        self.targets = check_count(APGD_TARGETS if targets is None else targets, "targets", 1)
+        self.targets = check_count(APGD_TARGETS if targets is None else targets, "targets", 1, MAX_TARGETS)
         self.loss = AttackLoss("dlr-targeted", _most_likely_other)
 
     def _runs(self, clean: torch.Tensor, y: torch.Tensor) -> list[tuple[int, torch.Tensor | None]]:

@@ -40,6 +40,7 @@ from torch import nn
 from robench.attacks.checks import check_inputs, eval_mode
 from robench.attacks.losses import AttackLoss, create_attack_loss
 from robench.attacks.norms import get_norm
+from robench.bounds import MAX_BATCH_SIZE, MAX_SEED, above_bound, shown_count
 from robench.device import autocast, resolve_precision
 from robench.errors import UserError
 from robench.registry import Registry
@@ -60,10 +61,13 @@ class Budget:
     seed: int | None = None
 
 
-def check_count(value: object, what: str, minimum: int = 0) -> int:
-    """``value`` as an integer >= ``minimum``; a UserError naming ``what`` otherwise."""
+def check_count(value: object, what: str, minimum: int = 0, maximum: int | None = None) -> int:
+    """``value`` as an integer from ``minimum`` to ``maximum`` (its bound,
+    :mod:`robench.bounds`; None: none); a UserError naming ``what`` otherwise."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise UserError(f"{what} must be an integer >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise UserError(above_bound(what, shown_count(value), maximum))
     return value
 
 
@@ -102,13 +106,13 @@ class Attack:
         precision: str = "auto",
         seed: int | None = None,
     ) -> None:
-        check_count(batch_size, "attack batch size", 1)
+        check_count(batch_size, "attack batch size", 1, MAX_BATCH_SIZE)
         resolve_precision(precision, torch.device("cpu"))  # the name only; resolved per device at use
         if self.fixed_loss is not None and loss not in (None, self.fixed_loss):
             raise UserError(f"attack {self.name!r} ascends the {self.fixed_loss} loss and takes no other "
                             f"(got attack loss {loss!r})")
         if seed is not None:
-            check_count(seed, "attack seed")
+            check_count(seed, "attack seed", 0, MAX_SEED)
         self.norm = get_norm(self.norm_name)
         self.loss: AttackLoss = create_attack_loss(loss or self.fixed_loss or "ce", model_loss=model_loss)
         self.batch_size = batch_size

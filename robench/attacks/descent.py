@@ -26,6 +26,7 @@ from torch import nn
 
 from robench.attacks.attack import DEFAULT_BATCH_SIZE, Attack, Budget, SampleStreams, check_count, check_positive
 from robench.attacks.norms import Ball, column
+from robench.bounds import MAX_RESTARTS, MAX_STEPS
 
 
 class GradientDescent(Attack):
@@ -46,9 +47,9 @@ class GradientDescent(Attack):
         precision: str = "auto",
         seed: int | None = None,
     ) -> None:
-        self.steps = None if steps is None else check_count(steps, "steps")
+        self.steps = None if steps is None else check_count(steps, "steps", 0, MAX_STEPS)
         self.step_size = None if step_size is None else check_positive(step_size, "step size")
-        self.restarts = check_count(restarts, "restarts", 1)
+        self.restarts = check_count(restarts, "restarts", 1, MAX_RESTARTS)
         super().__init__(loss=loss, model_loss=model_loss, batch_size=batch_size, precision=precision, seed=seed)
 
     def schedule(self, eps: float) -> tuple[int, float]:

@@ -49,6 +49,7 @@ import torch
 from torch import nn
 
 from robench.attacks.attack import ATTACKS, DEFAULT_BATCH_SIZE, Attack, Budget, check_count, check_positive
+from robench.bounds import MAX_QUERIES, MAX_RESTARTS
 from robench.errors import UserError
 
 SQUARE_QUERIES = 5000  # AutoAttack's budget
@@ -102,11 +103,11 @@ class Square(Attack):
         precision: str = "auto",
         seed: int | None = None,
     ) -> None:
-        self.queries = check_count(queries, "queries", 1)
+        self.queries = check_count(queries, "queries", 1, MAX_QUERIES)
         self.p_init = check_positive(p_init, "p_init")
         if self.p_init > 1:
             raise UserError(f"p_init must be a fraction of the pixels in (0, 1], got {p_init!r}")
-        self.restarts = check_count(restarts, "restarts", 1)
+        self.restarts = check_count(restarts, "restarts", 1, MAX_RESTARTS)
         super().__init__(loss=loss, model_loss=model_loss, batch_size=batch_size, precision=precision, seed=seed)
 
     def budget(self, eps: float) -> Budget:

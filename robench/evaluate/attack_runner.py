@@ -28,10 +28,11 @@ from robench.attacks import ATTACK_LOSSES, ATTACKS, Attack, create_attack
 from robench.attacks.backends import backend_names, peer_attack
 from robench.attacks.checks import check_eps
 from robench.attacks.norms import get_norm
+from robench.bounds import MAX_BATCH_SIZE, MAX_EPS_VALUES, MAX_SAMPLES, above_bound, shown_count
 from robench.config import LossSpec
 from robench.determinism import determinism_settings, settings_text, thread_count
 from robench.device import resolve_precision
-from robench.errors import UserError
+from robench.errors import UserError, quoted
 from robench.evaluate.current import current_attack_records
 from robench.evaluate.members import LoadedMember, default_attackers, load_members
 from robench.evaluate.schedule import options_label
@@ -40,6 +41,7 @@ from robench.evaluate.validity import compute_flags
 from robench.losses import create_loss
 from robench.models.fast import with_fast_kernels
 from robench.store import SANITY, AttackRecord, FlagRecord, ResultStore, RunRecord
+from robench.store.progress import RunMarker
 from robench.zoo import loss_spec_of, versions
 
 log = logging.getLogger(__name__)
@@ -99,14 +101,19 @@ class AttackPlan:
 
 def parse_eps(text: str) -> list[float]:
     """``"0,0.05,8/255"`` → floats, each a finite number >= 0 (each attack checks its own
-    norm's range: [0, 1] for L∞)."""
+    norm's range: [0, 1] for L∞), at most :data:`~robench.bounds.MAX_EPS_VALUES` of them
+    (counted before any is parsed)."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if len(parts) > MAX_EPS_VALUES:
+        raise UserError(above_bound("--eps", f"{len(parts):,}", MAX_EPS_VALUES, "values"))
     values = []
-    for part in (p.strip() for p in text.split(",") if p.strip()):
+    for part in parts:
         try:
             num, _, den = part.partition("/")
             value = float(num) / float(den) if den else float(num)
         except (ValueError, ZeroDivisionError):
-            raise UserError(f"epsilon {part!r} is not a number; give values in [0, 1] like 0,0.1 or 8/255") from None
+            raise UserError(f"epsilon {quoted(part)} is not a number; give values in [0, 1] like 0,0.1 "
+                            "or 8/255") from None
         values.append(check_eps(value, upper=float("inf")))
     if not values:
         raise UserError("no epsilon given; give values in [0, 1] like 0,0.1,0.2")
@@ -295,9 +302,20 @@ def check_plan(plan: AttackPlan) -> None:
         raise UserError(f"--attacker {plan.attacker!r} applies to --blackbox runs only (in a white-box run each "
                         "member attacks itself); drop it or use --blackbox")
     _check_plan(plan)
+    _check_bounds(plan)
     ATTACK_LOSSES.get(plan.attack_loss)
     for name in plan.attacks:
         _attack_for(plan, name, None)
+
+
+def _check_bounds(plan: AttackPlan) -> None:
+    """The plan's counts within their bounds (:mod:`robench.bounds`; the attacks check their
+    own options): ε values, attacked test images and the chunk size."""
+    counts = (("--eps", len(plan.eps or ()), MAX_EPS_VALUES, "values"), ("--num-samples", plan.num_samples,
+              MAX_SAMPLES, ""), ("--batch-size", plan.chunk_size, MAX_BATCH_SIZE, ""))
+    for option, count, bound, unit in counts:
+        if count > bound:
+            raise UserError(above_bound(option, shown_count(count), bound, unit))
 
 
 def check_plan_data(plan: AttackPlan, dataset) -> list[float]:
@@ -372,18 +390,20 @@ def run_attack_plan(plan: AttackPlan, dataset, members: list[LoadedMember], stor
     pairs = _pairs(plan, _fast_members(members))
     run_id = store.save_run(_run(plan, dataset, eps_values, n, pairs[0][0]))
     done = set() if plan.force else store.cells(AttackRecord)
-    todo = []
+    todo, planned = [], {}
     for attacker, defenders in pairs:
         for name in plan.attacks:
             attack = _attack_for(plan, name, attacker)
             probe = [_record(plan, run_id, dataset, attacker, d, attack, e, n, 0, 0)
                      for e in eps_values for d in defenders]
+            planned.update({r.cell: f"{r.attack} {r.attacker} -> {r.defender} at eps {r.eps:g}" for r in probe})
             if any(r.cell not in done for r in probe):
                 todo.append((attacker, defenders, name))
     chunks = -(-n // plan.chunk_size)
     records: list[AttackRecord] = []
     clean_cache: dict[tuple[str, int], torch.Tensor] = {}
-    with tqdm(total=len(todo) * chunks, desc=f"{plan.mode} {dataset.name}", unit="batch", disable=None) as bar:
+    with RunMarker(store.results_dir, run_id, planned), tqdm(
+            total=len(todo) * chunks, desc=f"{plan.mode} {dataset.name}", unit="batch", disable=None) as bar:
         for attacker, defenders, name in todo:
             attack = _attack_for(plan, name, attacker)
             bar.set_postfix(attacker=attacker.name, attack=name)

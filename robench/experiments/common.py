@@ -46,6 +46,7 @@ from robench.determinism import settings_text
 from robench.errors import UserError
 from robench.presets import train_spec, with_overrides
 from robench.store import ExperimentRecord, ResultStore, RunRecord
+from robench.store.progress import RunMarker
 from robench.store.records import cell_of
 from robench.zoo import MemberDef, load_definition, member_dir, member_name, select_members, versions
 
@@ -303,27 +304,29 @@ def run_cells(
         data = None
         builder: BuildTrain | None = None
         cache: dict[tuple[float, int], tuple[Split, dict[str, Any]]] = {}
-        bar = tqdm(cells, total=len(cells), desc=f"{experiment} {dataset}", unit="cell", disable=None)
-        for setting, repeat, member, cell in bar:
-            if cell in stored and not force:
-                continue
-            if data is None:
-                data = experiment_data(load_dataset(dataset, data_root).to(target), plan)
-                builder = build(data, plan)
-            if (setting, repeat) not in cache:
-                cache = {(setting, repeat): builder(setting, repeat)}  # one (setting, repeat) at a time
-            train, extra = cache[(setting, repeat)]
-            seed = train_seed(member, repeat)
-            name = member_name(member.loss, member.head, member.seed, f"-{SUFFIX[experiment]}{setting:g}-r{repeat}")
-            folder = member_dir(Path(zoo_dir), dataset, f"experiments/{name}")
-            extra = {**extra, "experiment": experiment, plan.setting_name: setting, "repeat": repeat,
-                     "base_member": member.name, "train_seed": seed, "num_test": len(data.test)}
-            spec = specs[member.loss.name]
-            bar.set_postfix_str(name)
-            card = train_member(data, dataclasses.replace(member, seed=seed), spec, folder,
-                                name=name, train=train, extra=extra, force=force)
-            record = _record(run_id, plan, dataset, preset, setting, repeat, member, card, spec)
-            store.append([record], replace=True)
-            stored[cell] = record
-        bar.close()
+        planned = {cell: f"{m.name} {plan.setting_name} {s:g} repeat {r}" for s, r, m, cell in cells}
+        with RunMarker(results_dir, run_id, planned):
+            bar = tqdm(cells, total=len(cells), desc=f"{experiment} {dataset}", unit="cell", disable=None)
+            for setting, repeat, member, cell in bar:
+                if cell in stored and not force:
+                    continue
+                if data is None:
+                    data = experiment_data(load_dataset(dataset, data_root).to(target), plan)
+                    builder = build(data, plan)
+                if (setting, repeat) not in cache:
+                    cache = {(setting, repeat): builder(setting, repeat)}  # one (setting, repeat) at a time
+                train, extra = cache[(setting, repeat)]
+                seed = train_seed(member, repeat)
+                name = member_name(member.loss, member.head, member.seed, f"-{SUFFIX[experiment]}{setting:g}-r{repeat}")
+                folder = member_dir(Path(zoo_dir), dataset, f"experiments/{name}")
+                extra = {**extra, "experiment": experiment, plan.setting_name: setting, "repeat": repeat,
+                         "base_member": member.name, "train_seed": seed, "num_test": len(data.test)}
+                spec = specs[member.loss.name]
+                bar.set_postfix_str(name)
+                card = train_member(data, dataclasses.replace(member, seed=seed), spec, folder,
+                                    name=name, train=train, extra=extra, force=force)
+                record = _record(run_id, plan, dataset, preset, setting, repeat, member, card, spec)
+                store.append([record], replace=True)
+                stored[cell] = record
+            bar.close()
     return [stored[cell].as_dict() for *_, cell in cells]

@@ -4,6 +4,11 @@
 ``loss(logits, labels, reduction="mean")`` with logits ``(B, K)`` and int64 labels
 ``(B,)``, and returns the batch mean (``"mean"``) or per-sample losses ``(B,)``
 (``"none"``).
+
+Parameter ranges are checked by :class:`robench.config.LossSpec` when a zoo definition
+or card is read, before any work: δ a finite number in (0, 1000] (why 1000: LossSpec's
+docstring); ``bound`` one of ``sym``, ``zero``, ``shifted``. The loss classes trust
+their arguments; build them through ``create_loss`` to have them checked.
 """
 
 from __future__ import annotations

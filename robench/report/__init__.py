@@ -36,6 +36,7 @@ from robench.report.figures import configuration_order, make_palette
 from robench.report.html import render_html, render_markdown
 from robench.evaluate.evaluation import Evaluation
 from robench.report.load import Results, load_results
+from robench.report.provenance import Provenance
 from robench.report.tables import flags_line
 from robench.report.training_failures import failed_trainings
 
@@ -60,10 +61,14 @@ def _context(results: Results, out_dir: Path, data_root: Path, matrix_eps: float
 def _summary(results: Results, claims: pd.DataFrame, run: dict[str, str], failed: dict[str, str]) -> list[str]:
     """The lines at the top of the page: failed trainings, what was found, what is
     missing, the verdicts."""
-    lines = [f"Failed training, left out of every claim: {member} ({why})." for member, why in failed.items()]
+    lines = list(results.unfinished)
+    lines += [f"Failed training, left out of every claim: {member} ({why})." for member, why in failed.items()]
     if not results.cards:
         lines.append("Failed-training check: not run (no zoo cards to read clean accuracies from).")
     lines.append(f"Results from `{results.results_dir}`, zoo from `{results.zoo_dir}`.")
+    if results.digest:
+        lines.append(f"Records digest (SHA-256 of every stored record, times left out): `{results.digest}`; "
+                     f"`robench results verify` recomputes this report from them and compares.")
     if not results.ran_anything:
         lines.append(f"Nothing has been run for {results.dataset} yet (no results in `{results.results_dir}`): "
                      f"start with `{run['run']}`, or `{run['zoo']}` followed by the attack and experiment commands.")
@@ -166,6 +171,7 @@ def write_report(
         build.protocol_section(ctx, _generator()),
     ]
     page = Page(f"robench report: {dataset}", _summary(results, claims, ctx.run, ctx.failed), sections)
+    Provenance(dataset, results.digest, evaluation, matrix_eps, margins).write(out_dir)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     footer = f"Generated {stamp} by robench {robench.__version__} (torch {torch.__version__})."
     atomic_write_text(out_dir / "report.md", render_markdown(page, out_dir, footer))

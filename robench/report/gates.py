@@ -29,28 +29,36 @@ import pandas as pd
 from robench.errors import UserError
 from robench.evaluate.masking import MASKING_FLAGS, converged, ensemble_flags, saturation_member
 from robench.evaluate.validity import compute_flags
+from robench.io import read_bounded
+from robench.jsonfile import one_line, shown
 from robench.store import AttackRecord
 
 EXPLAINED = "explained_flags.toml"
 GATING_FLAGS = ("eps0_is_clean", "large_eps_to_chance") + MASKING_FLAGS
 ENTRY_KEYS = {"flag", "scope", "reason"}
+MAX_EXPLAINED_BYTES = 2**20  # thousands of entries: far more than a zoo's flags
 
 
 def explained_flags(results_dir: Path) -> dict[tuple[str, str], str]:
     """(flag, scope) → reason of every entry of ``explained_flags.toml`` (none without the file)."""
     path = Path(results_dir) / EXPLAINED
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():  # a link loop or a dangling link is read, and refused
         return {}
+    text = read_bounded(path, MAX_EXPLAINED_BYTES, "give a TOML file of [[explained]] entries (docs/flags.md)")
     try:
-        entries = tomllib.loads(path.read_text(encoding="utf-8")).get("explained", [])
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not valid TOML ({exc})") from None
+        entries = tomllib.loads(text.decode("utf-8")).get("explained", [])
+    except (ValueError, UnicodeDecodeError) as exc:  # TOMLDecodeError, or an integer too long to convert
+        raise UserError(f"{path}: not valid TOML ({one_line(exc)})") from None
+    except RecursionError:
+        raise UserError(f"{path}: not valid TOML (nested too deep)") from None
+    if not isinstance(entries, list):
+        raise UserError(f"{path}: explained must be [[explained]] tables, got {shown(entries)}")
     explained = {}
     for entry in entries:
         if not isinstance(entry, dict) or set(entry) != ENTRY_KEYS or not all(isinstance(v, str) and v.strip()
                                                                               for v in entry.values()):
             raise UserError(f"{path}: each [[explained]] entry needs exactly {', '.join(sorted(ENTRY_KEYS))}, "
-                            f"each a non-empty string; got {entry!r}")
+                            f"each a non-empty string; got {shown(entry)}")
         explained[(entry["flag"], entry["scope"])] = entry["reason"]
     return explained
 

@@ -10,17 +10,17 @@ with a note saying so; so are records of other datasets.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from robench.errors import UserError
 from robench.evaluate.current import current_attack_records
 from robench.evaluate.schedule import DEFAULT_SCHEDULE
+from robench.evaluate.validity import compute_flags
 from robench.store import SANITY, AttackRecord, ExperimentRecord, FlagRecord, ResultStore, RunRecord
+from robench.store.progress import unfinished_runs
 from robench.zoo import list_members
 
 EXPERIMENTS = ("generalization", "noise")
@@ -40,6 +40,8 @@ class Results:
     experiments: dict[str, pd.DataFrame]  # "generalization" / "noise" -> records
     runs: pd.DataFrame
     cards: list[dict[str, Any]]
+    digest: str  # of every stored record (robench.store.integrity.records_digest); "" without a store
+    unfinished: list[str]  # runs on this store that stopped early or are still running, in words
     problems: list[str] = field(default_factory=list)  # unreadable inputs, in words
     notes: list[str] = field(default_factory=list)  # records left out, in words
 
@@ -76,18 +78,33 @@ def load_attacks(store: ResultStore, dataset: str, hashes: dict[str, str],
     return frame[~sanity].reset_index(drop=True), frame[sanity].reset_index(drop=True), current
 
 
-def load_flags(store: ResultStore) -> pd.DataFrame:
-    """The stored validity flags, failures first, then by flag and scope (not in the order
-    stored, which follows whichever of several worker processes wrote first)."""
-    frame = store.frame(FlagRecord).drop(columns="cell")
+FLAG_COLUMNS = ["flag", "passed", "scope", "detail"]
+
+
+def load_flags(store: ResultStore, current: list[AttackRecord]) -> pd.DataFrame:
+    """The validity flags of the ``current`` records, recomputed from them
+    (:func:`robench.evaluate.validity.compute_flags`) rather than read back from the store,
+    whose flags table records what an attack run found; and the stored
+    ``gradient_saturation`` flags, which are measured on the models, not computed from
+    records. Failures first, then by flag and scope."""
+    computed = pd.DataFrame(compute_flags(current), columns=[*FLAG_COLUMNS, "members"])[FLAG_COLUMNS]
+    stored = store.frame(FlagRecord)
+    measured = stored.loc[stored["flag"] == "gradient_saturation", FLAG_COLUMNS]
+    frame = pd.concat([computed, measured], ignore_index=True) if len(measured) else computed
+    frame["passed"] = frame["passed"].astype(bool)
     return frame.sort_values(["passed", "flag", "scope"], kind="stable").reset_index(drop=True)
 
 
 def load_cards(zoo_dir: Path, dataset: str, problems: list[str]) -> list[dict[str, Any]]:
-    """Cards of the trained zoo members of ``dataset`` (experiment members excluded)."""
+    """Cards of the trained zoo members of ``dataset`` (experiment members excluded).
+
+    A card that cannot be trusted — invalid, edited since training, lying in another
+    member's folder, or beside weights that do not carry it (:func:`robench.zoo.list_members`)
+    — is a UserError: the report would count its records under what the card says. A
+    zoo folder that cannot be read goes to ``problems``."""
     try:
         return list_members(zoo_dir, dataset)
-    except (UserError, OSError, json.JSONDecodeError) as exc:
+    except OSError as exc:
         problems.append(f"zoo cards under {zoo_dir}: {exc}")
         return []
 
@@ -103,8 +120,10 @@ def load_results(dataset: str, results_dir: Path, zoo_dir: Path) -> Results:
         attacks, sanity, current = load_attacks(store, dataset, hashes, notes)
         experiments = records_frame(_of_dataset(store.records(ExperimentRecord), dataset, "experiment records", notes),
                                     ExperimentRecord)
-        flags = load_flags(store)
+        flags = load_flags(store, current)
         runs = store.frame(RunRecord)
+        digest = store.digest() if store.exists else ""
+        unfinished = unfinished_runs(results_dir, store.cells(AttackRecord) | store.cells(ExperimentRecord))
     return Results(
         dataset=dataset,
         results_dir=results_dir,
@@ -117,6 +136,8 @@ def load_results(dataset: str, results_dir: Path, zoo_dir: Path) -> Results:
                      for name in EXPERIMENTS},
         runs=runs,
         cards=cards,
+        digest=digest,
+        unfinished=unfinished,
         problems=problems,
         notes=notes,
     )

@@ -22,6 +22,7 @@ A folder that still holds the CSV files of robench before the store is refused u
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sqlite3
@@ -33,7 +34,9 @@ import pandas as pd
 from robench.errors import DiskFull, UserError
 from robench.io import no_space_left, remove_stale_temporaries, temporary_path
 from robench.jsonfile import one_line, shown
-from robench.store.records import RECORD_TYPES, SCHEMA_VERSION, Record, RunRecord, bool_fields, sql_type
+from robench.store.integrity import record_problem, records_digest
+from robench.store.records import (RECORD_TYPES, SCHEMA_VERSION, AttackRecord, ExperimentRecord, FlagRecord, Record,
+                                   RunRecord, bool_fields, sql_type)
 
 DATABASE = "results.sqlite"
 LEGACY_FILES = ("attacks.csv", "generalization.csv", "noise.csv", "flags.csv")
@@ -108,7 +111,13 @@ class ResultStore:
 
     @property
     def exists(self) -> bool:
-        return self.path.is_file()
+        """True when the folder holds a store; a ``results.sqlite`` that is not a regular
+        file (a FIFO, a device, a folder) is a UserError, never taken for no store."""
+        if not os.path.lexists(self.path):
+            return False
+        if not self.path.is_file():
+            raise UserError(f"{self.path} is not a regular file; move it away and re-run")
+        return True
 
     def _connect(self, create: bool) -> sqlite3.Connection | None:
         if self._connection is not None:
@@ -257,7 +266,41 @@ class ResultStore:
             if problem:
                 raise UserError(f"{self.path} is damaged: row {number} of table {cls.TABLE} has {problem}; "
                                 "move it away and re-run")
+        if rows and cls is not RunRecord:
+            self._check_records(cls, rows)
         return rows
+
+    def _run_configs(self) -> dict[str, dict[str, Any]]:
+        """Run id → the stored run's configuration (its kind included)."""
+        configs = {}
+        for run_id, kind, config in self._query("SELECT run_id, kind, config FROM runs") or []:
+            try:
+                parsed = json.loads(config)
+            except ValueError:
+                parsed = None
+            configs[run_id] = {**parsed, "kind": kind} if isinstance(parsed, dict) else {"kind": kind}
+        return configs
+
+    def _check_records(self, cls: type[Record], rows: list[tuple]) -> None:
+        """Refuse the store when a stored record of ``cls`` fails its checks
+        (:func:`robench.store.integrity.record_problem`), naming the first rows."""
+        columns, runs = cls.columns(), self._run_configs()
+        problems = [(number, problem) for number, row in enumerate(rows, start=1)
+                    if (problem := record_problem(cls, dict(zip(columns, row)), runs))]
+        if problems:
+            named = "; ".join(f"row {number}: {problem}" for number, problem in problems[:3])
+            more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+            raise UserError(f"{self.path} holds {len(problems)} {cls.TABLE} record(s) that fail their checks — "
+                            f"{named}{more}; the store was edited or damaged: restore it, or move it away and re-run")
+
+    def digest(self) -> str:
+        """The digest of every stored record (:func:`robench.store.integrity.records_digest`):
+        attacks, experiments, runs and flags, each row checked first."""
+        tables = []
+        for cls in (AttackRecord, ExperimentRecord, RunRecord, FlagRecord):
+            columns = cls.columns()
+            tables.append((cls.TABLE, [dict(zip(columns, row)) for row in self._rows(cls) or []]))
+        return records_digest(tables)
 
     def frame(self, cls: type[Record] | type[RunRecord]) -> pd.DataFrame:
         """Every stored row of ``cls`` in the order stored (a replaced row counts as

@@ -1,7 +1,12 @@
 """Train zoo members: build the model, train it, evaluate it, store weights and card.
 
-A member whose card and weights exist is skipped (``force`` retrains it); an unfinished
-one resumes from its per-epoch checkpoint in ``<member>/.partial``.
+A member whose card and weights exist is skipped when it was trained as this run would
+train it (settings and precision), refused otherwise (``force`` retrains it); an unfinished
+one resumes from its per-epoch checkpoint in ``<member>/.partial``. One process trains a
+member at a time (:mod:`robench.train.member_lock`). A member whose
+training diverges (a non-finite loss or weights, :mod:`robench.train.divergence`) is a
+UserError naming it and what to change; its checkpoint and the folders it leaves empty
+are removed, so no member of it exists and the next run starts it over.
 """
 
 from __future__ import annotations
@@ -14,16 +19,18 @@ from typing import Any
 
 import torch
 
-from robench.config import TrainSpec, to_dict
+from robench.config import DELTA_MAX, LossSpec, TrainSpec, to_dict
 from robench.data.base import Dataset, Split
 from robench.device import resolve_precision
 from robench.determinism import thread_count
 from robench.errors import UserError
+from robench.jsonfile import shown
 from robench.losses import create_loss
 from robench.metrics import accuracy
 from robench.models import create_model
-from robench.train.trainer import clear_checkpoint, train_model
-from robench.zoo import MemberDef, git_commit, is_trained, read_card, save_member, versions
+from robench.train.member_lock import member_lock
+from robench.train.trainer import TrainingDiverged, clear_checkpoint, train_model
+from robench.zoo import MemberDef, git_commit, is_trained, read_bound_card, save_member, versions
 
 PARTIAL = ".partial"
 
@@ -40,15 +47,31 @@ def _fingerprint(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
+def divergence_remedy(loss: LossSpec, spec: TrainSpec) -> str:
+    """What to change when a member trained with ``loss`` under ``spec`` diverges."""
+    lr = f"the learning rate ({spec.lr:g}) of its preset"
+    if loss.name == "ce":
+        return f"lower {lr}"
+    return (f"lower its margin delta ({loss.delta:g}; valid up to {DELTA_MAX:g}, the shipped zoos use 1 and 4) "
+            f"in the zoo definition, or {lr}")
+
+
+def _remove_if_empty(*folders: Path) -> None:
+    """Remove each of ``folders`` that exists and holds nothing (innermost first)."""
+    for folder in folders:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
 def _existing_card(folder: Path, description: dict[str, Any]) -> dict[str, Any]:
-    """The card of an already trained member, if it was trained as ``description`` says."""
-    card = read_card(folder)
+    """The card of an already trained member, if it is bound to its weights and was
+    trained as ``description`` says."""
+    card = read_bound_card(folder)
     differing = sorted(k for k, v in description.items() if card.get(k) != v)
     if differing:
-        raise UserError(
-            f"{folder} was trained with a different {', '.join(differing)}; "
-            "pass --force to retrain it or use another --zoo-dir"
-        )
+        values = "; ".join(f"{k} {shown(card.get(k), 40)} there, {shown(description[k], 40)} here" for k in differing)
+        raise UserError(f"{folder} was trained with a different {', '.join(differing)} ({values}); "
+                        "pass --force to retrain it or use another --zoo-dir")
     return card
 
 
@@ -84,19 +107,32 @@ def train_member(
         "num_train": len(train),
         **(extra or {}),
     }
-    if is_trained(folder) and not force:
-        return _existing_card(folder, description)
+    precision = resolve_precision("auto", train.x.device)
+    with member_lock(folder):  # another process training this member finishes first
+        if is_trained(folder) and not force:
+            return _existing_card(folder, {**description, "precision": precision})
+        return _train_and_save(data, member, spec, folder, train, description, precision, force)
+
+
+def _train_and_save(data: Dataset, member: MemberDef, spec: TrainSpec, folder: Path, train: Split,
+                    description: dict[str, Any], precision: str, force: bool) -> dict[str, Any]:
+    """Train ``member`` (resuming its checkpoint) and save it with its card."""
+    name = description["name"]
     partial = folder / PARTIAL
     if force:
         clear_checkpoint(partial)
     torch.manual_seed(member.seed)
     model = create_model(member.arch, data.num_classes, member.head, data.mean, data.std)
     model = model.to(data.train.x.device)
-    precision = resolve_precision("auto", train.x.device)
     # never resume across precisions or thread counts: the weights would be those of neither
     fingerprint = _fingerprint({**description, "precision": precision, "threads": thread_count()})
-    result = train_model(model, create_loss(member.loss), train, data.to_float, spec,
-                         member.seed, partial, fingerprint, desc=name, precision=precision)
+    try:
+        result = train_model(model, create_loss(member.loss), train, data.to_float, spec, member.seed, partial,
+                             fingerprint, desc=name, precision=precision,
+                             remedy=divergence_remedy(member.loss, spec))
+    except TrainingDiverged:
+        _remove_if_empty(partial, folder)  # the trainer removed the checkpoint itself
+        raise
     card = {
         **description,
         "num_classes": data.num_classes,
@@ -121,8 +157,7 @@ def train_member(
     }
     card = save_member(folder, model, card)
     clear_checkpoint(partial)
-    if partial.exists() and not any(partial.iterdir()):
-        partial.rmdir()
+    _remove_if_empty(partial)
     return card
 
 

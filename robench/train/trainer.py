@@ -13,6 +13,11 @@ one). Real epochs take longer than that, so they all checkpoint; the one-step ep
 tiny subsets would otherwise spend most of their time writing checkpoints, and a kill
 loses at most that many seconds of them.
 
+Divergence: a non-finite epoch loss, or non-finite weights before a checkpoint or at
+the end, stops the run with :class:`robench.train.divergence.TrainingDiverged` (a
+UserError) and removes its checkpoint, so no model of it is kept or resumed; the check
+uses the one host read of the loss the epoch makes anyway (:mod:`robench.train.divergence`).
+
 Last-batch policy: the batch size is min(batch_size, N) and the last partial batch of
 an epoch is dropped, so every step has the same shape (needed for CUDA graphs) and,
 with a fresh permutation each epoch, every sample is seen equally often on average.
@@ -37,6 +42,7 @@ from robench.determinism import determinism_settings, thread_count
 from robench.device import compile_training, resolve_precision
 from robench.metrics import accuracy
 from robench.train.checkpoint import TrainState, clear_checkpoint, load_checkpoint, save_checkpoint
+from robench.train.divergence import DivergenceChecks, TrainingDiverged
 from robench.train.rmsprop_tf import RMSPropTF
 from robench.train.schedules import step_decay_lr
 from robench.train.step import EagerStep, ToFloat, make_step
@@ -60,10 +66,14 @@ class TrainResult:
     determinism: dict[str, bool] = field(default_factory=dict)  # robench.determinism.determinism_settings()
 
 
+def steps_per_epoch(spec: TrainSpec, num_train: int) -> int:
+    """Optimizer steps of one epoch: full batches of min(batch_size, N), the rest dropped."""
+    return max(1, num_train // min(spec.batch_size, num_train))
+
+
 def planned_epochs(spec: TrainSpec, num_train: int) -> int:
     """Epochs needed for ``spec.epochs`` and at least ``spec.min_steps`` optimizer steps."""
-    steps_per_epoch = max(1, num_train // min(spec.batch_size, num_train))
-    needed_for_steps = -(-spec.min_steps // steps_per_epoch)  # ceil
+    needed_for_steps = -(-spec.min_steps // steps_per_epoch(spec, num_train))  # ceil
     return max(spec.epochs, needed_for_steps)
 
 
@@ -107,6 +117,7 @@ def train_model(
     precision: str = "auto",
     cuda_graph: bool | None = None,
     compile_model: bool | None = None,
+    remedy: str = "",
 ) -> TrainResult:
     """Train ``model`` in place on ``train`` (already on the model's device).
 
@@ -121,6 +132,10 @@ def train_model(
     converted to channels_last. ``compile_model`` runs the training forward through
     ``torch.compile`` (the first steps then include the compilation); None: the process
     default (:func:`robench.device.compile_training`, the CLI's ``--compile``).
+
+    A non-finite loss or non-finite weights raise :class:`TrainingDiverged` naming
+    ``desc``, the epoch and its steps, the value and ``remedy`` (default: lower the
+    learning rate); the checkpoint in ``checkpoint_dir`` is removed first.
     """
     device = train.x.device
     precision = resolve_precision(precision, device)
@@ -145,23 +160,35 @@ def train_model(
         start = time.perf_counter()
         bar = tqdm(total=total_epochs, initial=state.epoch, desc=desc, unit="epoch",
                    leave=False, disable=None)
-        last_save = time.monotonic()
-        while not state.stop_reason:
-            loss, train_acc = _run_epoch(step, optimizer, train, spec, state, rngs)
-            state.epoch += 1
-            record: dict[str, Any] = {"epoch": state.epoch, "step": state.step, "loss": loss,
-                                      "train_accuracy_running": train_acc}
-            if spec.stop_train_accuracy > 0:
-                record["train_accuracy"] = accuracy(model, train.x, train.y, to_float)
-            state.history.append(record)
-            state.stop_reason = _stop_reason(spec, state, record, total_epochs)
-            due = state.stop_reason or time.monotonic() - last_save >= CHECKPOINT_SECONDS
-            if checkpoint_dir is not None and due:
-                save_checkpoint(checkpoint_dir, model, optimizer, rngs, state, fingerprint)
-                last_save = time.monotonic()
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{train_acc:.3f}")
-        bar.close()
+        divergence = DivergenceChecks(desc, remedy or f"lower the learning rate ({spec.lr:g})",
+                                      steps_per_epoch(spec, len(train)))
+        try:
+            divergence.check_resumed(state, checkpoint_dir)
+            last_save = time.monotonic()
+            while not state.stop_reason:
+                loss, train_acc = _run_epoch(step, optimizer, train, spec, state, rngs)
+                state.epoch += 1
+                divergence.check_loss(loss, state)
+                record: dict[str, Any] = {"epoch": state.epoch, "step": state.step, "loss": loss,
+                                          "train_accuracy_running": train_acc}
+                if spec.stop_train_accuracy > 0:
+                    record["train_accuracy"] = accuracy(model, train.x, train.y, to_float)
+                state.history.append(record)
+                state.stop_reason = _stop_reason(spec, state, record, total_epochs)
+                due = state.stop_reason or time.monotonic() - last_save >= CHECKPOINT_SECONDS
+                if checkpoint_dir is not None and due:
+                    divergence.check_weights(model, state)
+                    save_checkpoint(checkpoint_dir, model, optimizer, rngs, state, fingerprint)
+                    last_save = time.monotonic()
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.3f}", acc=f"{train_acc:.3f}")
+            divergence.check_weights(model, state)
+        except TrainingDiverged:
+            if checkpoint_dir is not None:
+                clear_checkpoint(checkpoint_dir)
+            raise
+        finally:
+            bar.close()
         model.eval()
         return TrainResult(state.epoch, state.step, state.stop_reason, state.history,
                            time.perf_counter() - start, precision, graphed, compile_model,
@@ -190,4 +217,5 @@ def _stop_reason(spec: TrainSpec, state: TrainState, record: dict, total_epochs:
     return "min_steps" if total_epochs > spec.epochs else "epochs"
 
 
-__all__ = ["TrainResult", "planned_epochs", "train_model", "clear_checkpoint"]
+__all__ = ["TrainResult", "TrainingDiverged", "planned_epochs", "steps_per_epoch", "train_model",
+           "clear_checkpoint"]
