@@ -11,8 +11,11 @@ difference is exactly 0 whatever the clipping does. The checks:
 - in each family (primary, secondary) the rate of false verdicts is at most 5 % (within
   Monte Carlo error), and the same check fails on the same simulations without the
   multiplicity correction;
-- every marginal 95 % interval covers 0 in 95 % of the simulations, and each family's
-  simultaneous intervals cover all its true differences jointly in at least 95 %;
+- every marginal 95 % interval covers 0 in at least 95 % of the simulations, and those of
+  the attack claims (seeds: independent sides) in 95 %, not more; the experiment claims'
+  intervals are conservative, as Welch's unpaired test is where both sides share each
+  repeat's subset or noisy set; each family's simultaneous intervals cover all its true
+  differences jointly in at least 95 %;
 - a true black-box effect of the size the report states as detectable is found 80 % of
   the time.
 
@@ -136,7 +139,9 @@ def _check_null(runs: list[pd.DataFrame]) -> None:
     assert np.mean(uncorrected) > _upper(ALPHA, trials), np.mean(uncorrected)
     for claim in tested:
         covered = np.mean([run.loc[claim, "ci_low"] <= 0 <= run.loc[claim, "ci_high"] for run in runs])
-        assert _lower(0.95, trials) <= covered <= _upper(0.95, trials), (claim, covered)
+        assert covered >= _lower(0.95, trials), (claim, covered)  # valid: at least 95 %
+        if runs[0].loc[claim, "unit"] == "seed":  # independent sides: 95 %, not more
+            assert covered <= _upper(0.95, trials), (claim, covered)
 
 
 def test_no_effect_family_wise_errors_and_coverage(null_runs):

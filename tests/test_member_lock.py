@@ -28,12 +28,19 @@ with member_lock(Path(sys.argv[1])):
 """
 
 
-def test_a_second_process_waits_for_the_member_and_the_lock_is_gone_after(tmp_path):
-    folder, held = tmp_path / "zoo" / "digits" / "ce-s0", tmp_path / "held"
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder), str(held), "1.5"])
+def _holding(folder, seconds: float) -> subprocess.Popen:
+    """A process that holds ``folder``'s training lock for ``seconds``, once it has it."""
+    held = folder.parent.parent.parent / "held"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder), str(held), str(seconds)])
     while not held.exists():
         assert holder.poll() is None
         time.sleep(0.02)
+    return holder
+
+
+def test_a_second_process_waits_for_the_member_and_the_lock_is_gone_after(tmp_path):
+    folder = tmp_path / "zoo" / "digits" / "ce-s0"
+    holder = _holding(folder, 1.5)
     start = time.monotonic()
     with member_lock(folder):
         waited = time.monotonic() - start
@@ -43,11 +50,8 @@ def test_a_second_process_waits_for_the_member_and_the_lock_is_gone_after(tmp_pa
 
 
 def test_a_killed_holder_never_leaves_the_member_locked(tmp_path):
-    folder, held = tmp_path / "zoo" / "digits" / "ce-s0", tmp_path / "held"
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder), str(held), "60"])
-    while not held.exists():
-        assert holder.poll() is None
-        time.sleep(0.02)
+    folder = tmp_path / "zoo" / "digits" / "ce-s0"
+    holder = _holding(folder, 60)
     holder.kill()
     holder.wait()
     with member_lock(folder):  # the kernel released the killed process's lock

@@ -25,17 +25,9 @@ from factories import attack_record, experiment_record, store_in_runs
 from robench.errors import UserError
 from robench.store import AttackRecord, ExperimentRecord, FlagRecord, ResultStore
 from robench.store.records import cell_of
-from test_report import DATASET, make_results, make_zoo
+from test_report import DATASET, make_results, make_zoo, one_thread  # noqa: F401 (an autouse fixture)
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _store(results: Path) -> list:
