@@ -100,6 +100,7 @@ class ResultStore:
         self.results_dir = Path(results_dir)
         self.path = self.results_dir / DATABASE
         self._connection: sqlite3.Connection | None = None
+        self._checked: dict[type, tuple[int, list[tuple]]] = {}  # table -> (data_version, its checked rows)
         legacy = [] if legacy_ok else legacy_files(self.results_dir)
         if legacy:
             raise UserError(
@@ -188,6 +189,7 @@ class ResultStore:
                         f"run `robench results migrate {self.results_dir}`")
 
     def close(self) -> None:
+        self._checked.clear()  # data_version compares only within one connection
         if self._connection is not None:
             self._connection.close()
             self._connection = None
@@ -203,6 +205,7 @@ class ResultStore:
     def _write(self, statements: Iterable[tuple[str, Sequence[Sequence[Any]]]]) -> None:
         """Run ``(sql, rows)`` pairs in one transaction: all stored, or none."""
         connection = self._connect(create=True)
+        self._checked.clear()  # this connection's own commits leave data_version as it is
         try:
             connection.execute("BEGIN IMMEDIATE")
             try:
@@ -257,7 +260,23 @@ class ResultStore:
 
     def _rows(self, cls: type[Record] | type[RunRecord]) -> list[tuple] | None:
         """Every stored row of ``cls`` (its columns, in the order stored), each value of
-        its column's type (:func:`row_problem`); None when there is no store."""
+        its column's type (:func:`row_problem`) and each record holding its checks; None
+        when there is no store. Rows read and checked once are kept until the database
+        changes (SQLite's ``data_version``, which another connection's commit moves, and
+        this connection's own writes), so a report reading a table for its frames and again
+        for its digest checks it once."""
+        version = self._query("PRAGMA data_version")
+        if version is None:
+            return None
+        hit = self._checked.get(cls)
+        if hit is not None and hit[0] == version[0][0]:
+            return hit[1]
+        rows = self._read_checked(cls)
+        self._checked[cls] = (version[0][0], rows)
+        return rows
+
+    def _read_checked(self, cls: type[Record] | type[RunRecord]) -> list[tuple]:
+        """Every stored row of ``cls``, checked (:meth:`_rows`)."""
         columns = cls.columns()
         rows = self._query(f"SELECT {', '.join(columns)} FROM {cls.TABLE} ORDER BY rowid")
         kinds = column_kinds(cls)
